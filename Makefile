@@ -1,0 +1,34 @@
+# Every target bootstraps the virtual environment on a fresh clone.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test bench bench-quick fonts glyphs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch>=2.4,<2.15"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m bench.fewshot --quick
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+fonts:
+	bash scripts/install-fonts.sh
+
+bench: $(STAMP) fonts
+	$(BIN)/python -m bench.fewshot
+
+bench-quick: $(STAMP) fonts
+	$(BIN)/python -m bench.fewshot --quick
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,27 @@
+"""Learngene: a growing collective network, learngenes taken from it, and few-shot individuals.
+
+Pure PyTorch + numpy; knows nothing of HTTP, SQL or queues.
+
+    from learngene import Collective, InputSpec, Learngene, TrainOptions, load_dataset, train_individual
+    c = Collective.create(InputSpec(channels=1, size=32), preset="small")
+    for path in task_files:
+        c.learn_task(load_dataset(path))
+    lg = Learngene.extract(c)                      # layers + the scores that justify them
+    ind = train_individual(load_dataset("support.npz"), lg, TrainOptions(epochs=25))
+    ind.predict(images)
+"""
+from .collective import Collective, CollectiveOptions
+from .data import (DatasetError, InputSpec, Limits, TaskDataset, decode_image, load_dataset, load_images_npz,
+                   load_npz, load_zip, npz_bytes, save_npz, to_input)
+from .device import select_device
+from .genes import DEFAULT_METHOD, Learngene, ValidationOptions
+from .individual import Individual, TrainOptions, train_individual
+from .model import PRESETS, ConvNet, NetConfig, count_parameters, widen_layer
+from .training import Cancelled
+
+__all__ = [
+    "Cancelled", "Collective", "CollectiveOptions", "ConvNet", "DEFAULT_METHOD", "DatasetError", "Individual",
+    "InputSpec", "Learngene", "Limits", "NetConfig", "PRESETS", "TaskDataset", "TrainOptions", "ValidationOptions",
+    "count_parameters", "decode_image", "load_dataset", "load_images_npz", "load_npz", "load_zip", "npz_bytes",
+    "save_npz", "select_device", "to_input", "train_individual", "widen_layer",
+]

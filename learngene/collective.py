@@ -1,0 +1,297 @@
+"""The collective model: one network that learns a stream of labelled tasks and grows.
+
+Per task: score the incoming samples for "unknown class" with the current net (open-world report),
+widen a layer (Net2Net, function preserving) by the growth policy, extend the class-incremental head
+(a class keeps its id for ever, by name), train on the new samples mixed with replayed exemplars of
+old classes (optionally distilling the previous net), record gradient statistics, then measure the
+accuracy on every task so far (one row of the accuracy matrix R) and recalibrate the unknown threshold.
+
+    c = Collective.create(InputSpec(channels=1, size=32), preset="small")
+    report = c.learn_task(task_dataset, epochs=8, progress=print)
+    blob = c.to_bytes(); c2 = Collective.from_bytes(blob)
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import augment
+from .data import InputSpec, TaskDataset, to_input
+from .device import select_device
+from .gradstats import GradientRecorder
+from .model import PRESETS, ConvNet, NetConfig, count_parameters, grow_classifier, widen_layer
+from .openworld import calibrate_threshold, open_world_report, unknown_score
+from .serialize import pack, prefixed, unpack
+from .training import (Progress, ShouldStop, accuracy, check_stop, cosine_lr, from_uint8, logits_of,
+                       to_uint8)
+
+
+@dataclass
+class CollectiveOptions:
+    """How the collective learns. Defaults aim at unseen image sets, not at glyphs."""
+
+    preset: str = "small"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    memory_per_class: int = 10  # replay exemplars kept per class (bounded memory)
+    heldout_per_class: int = 3  # held out per class: accuracy matrix and threshold calibration
+    distill: float = 0.0  # weight of the distillation loss on old-class logits (0 = off)
+    growth: str = "schedule"  # "schedule": one layer per task until final widths; "unknown": only
+    #                          when most of a task's new classes are flagged unknown; "none"
+    score: str = "energy"  # unknown score: "energy" or "max_softmax"
+    tau: float = 1e-4  # gradient magnitude threshold of the share statistic
+    seed: int = 0
+
+
+class Collective:
+    """A growing network plus everything it must remember between tasks."""
+
+    def __init__(self, net: ConvNet, spec: InputSpec, options: CollectiveOptions):
+        self.net, self.spec, self.options = net, spec, options
+        self.label_space: list[str] = []
+        self.tasks: list[dict] = []  # {"name", "classes"} per task learned
+        self.accuracy_matrix: list[list[float]] = []  # R[i][j]: accuracy on task j after task i
+        self.recorder = GradientRecorder(options.tau)
+        self.threshold = float("inf")
+        self.growth_log: list[dict] = []
+        c = spec.channels
+        empty = torch.zeros(0, c, spec.size, spec.size, dtype=torch.uint8)
+        self.memory_x, self.memory_y = empty.clone(), torch.zeros(0, dtype=torch.long)
+        self.heldout_x, self.heldout_y = empty.clone(), torch.zeros(0, dtype=torch.long)
+        self.heldout_task = torch.zeros(0, dtype=torch.long)
+        self.device = select_device()
+
+    # ----------------------------------------------------------------------------- construction
+    @classmethod
+    def create(cls, spec: InputSpec, preset: str = "small", seed: int = 0, **options) -> "Collective":
+        opts = CollectiveOptions(preset=preset, seed=seed, **options)
+        torch.manual_seed(seed)
+        net = ConvNet(NetConfig.preset(preset, spec.channels))
+        return cls(net, spec, opts)
+
+    @property
+    def tasks_seen(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def parameters(self) -> int:
+        return count_parameters(self.net)
+
+    def _generator(self, salt: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.options.seed * 1_000_003 + self.tasks_seen * 7919 + salt)
+
+    # ----------------------------------------------------------------------------- learning
+    def learn_task(self, ds: TaskDataset, epochs: int | None = None, progress: Progress | None = None,
+                   should_stop: ShouldStop | None = None, name: str | None = None) -> dict:
+        """Learn one labelled task; returns the task's report (open world, accuracy, growth)."""
+        ds.require(min_classes=1, min_per_class=1)
+        opts, gen = self.options, self._generator()
+        x = to_input(ds.x, self.spec)  # (N, C, S, S) in [-1, 1]
+        known = set(self.label_space)
+        index = {n: i for i, n in enumerate(self.label_space)}
+        new_classes = [n for n in ds.class_names if n not in index]
+        for n in new_classes:
+            index[n] = len(self.label_space)
+            self.label_space.append(n)
+        y = torch.tensor([index[ds.class_names[c]] for c in ds.y])  # global class ids
+
+        report: dict = {"classes": list(ds.class_names), "new_classes": new_classes, "open_world": None}
+        if self.tasks_seen > 0:
+            report["open_world"] = self._open_world(x, ds, known)
+        report["growth"] = self._grow(report["open_world"], new_classes, ds)
+        grow_classifier(self.net, len(self.label_space))
+
+        train_idx, held_idx = self._split(y, gen)
+        teacher = copy.deepcopy(self.net).eval() if opts.distill > 0 and known else None
+        n_old = len(known)
+        self.net.to(self.device).train()
+        steps_per_epoch = max(1, -(-len(train_idx) // opts.batch_size))
+        epochs = epochs if epochs is not None else opts.epochs
+        optim = torch.optim.AdamW(self.net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+        sched = cosine_lr(optim, epochs * steps_per_epoch)
+        xt, yt = x[train_idx], y[train_idx]
+        mem_x, mem_y = from_uint8(self.memory_x), self.memory_y
+        loss_value = float("nan")
+        for epoch in range(epochs):
+            order = torch.randperm(len(xt), generator=gen)
+            total, batches = 0.0, 0
+            for b in range(steps_per_epoch):
+                check_stop(should_stop)
+                idx = order[b * opts.batch_size : (b + 1) * opts.batch_size]
+                bx, by = xt[idx], yt[idx]
+                if len(mem_y):  # replay: half a batch of old exemplars
+                    r = torch.randint(0, len(mem_y), (max(1, len(idx) // 2),), generator=gen)
+                    bx, by = torch.cat([bx, mem_x[r]]), torch.cat([by, mem_y[r]])
+                bx = augment(bx, gen).to(self.device)
+                by = by.to(self.device)
+                logits = self.net(bx)
+                loss = F.cross_entropy(logits, by)
+                if teacher is not None:
+                    with torch.no_grad():
+                        old = teacher.to(self.device)(bx)[:, :n_old]
+                    t = 2.0
+                    kd = F.kl_div(F.log_softmax(logits[:, :n_old] / t, 1), F.softmax(old / t, 1),
+                                  reduction="batchmean") * t * t
+                    loss = loss + opts.distill * kd
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                self.recorder.record(self.net.conv_layers())
+                optim.step()
+                sched.step()
+                total += float(loss.detach())
+                batches += 1
+            loss_value = total / max(batches, 1)
+            if progress:
+                progress({"stage": "train", "epoch": epoch + 1, "epochs": epochs, "loss": loss_value,
+                          "fraction": (epoch + 1) / epochs})
+        self.recorder.finish_task()
+
+        self._remember(x, y, train_idx, held_idx, gen)
+        self.tasks.append({"name": name or f"task-{self.tasks_seen + 1}", "classes": list(ds.class_names),
+                           "new_classes": new_classes})
+        row = self._accuracy_row()
+        self.accuracy_matrix.append(row)
+        self._calibrate()
+        report.update({"accuracy": row[-1], "accuracy_row": row, "loss": loss_value,
+                       "grad_stats": {s: self.recorder.history[s][-1] for s in self.recorder.history
+                                      if self.recorder.history[s]},
+                       "widths": list(self.net.config.widths), "parameters": self.parameters})
+        return report
+
+    def _open_world(self, x: torch.Tensor, ds: TaskDataset, known: set[str]) -> dict:
+        scores = unknown_score(logits_of(self.net, x, self.device), self.options.score).numpy()
+        reference = None
+        if len(self.heldout_y):
+            ref_logits = logits_of(self.net, from_uint8(self.heldout_x), self.device)
+            reference = unknown_score(ref_logits, self.options.score).numpy()
+        return open_world_report(scores, ds.y, ds.class_names, known, self.threshold, reference,
+                                 self.options.score)
+
+    def _grow(self, open_world: dict | None, new_classes: list[str], ds: TaskDataset) -> dict | None:
+        """Widen one layer (bottom first) by the growth policy; returns what was done."""
+        final = PRESETS[self.options.preset]["final"]
+        widths = self.net.config.widths
+        layer = next((i for i, (w, f) in enumerate(zip(widths, final)) if w < f), None)
+        if layer is None or self.tasks_seen == 0 or self.options.growth == "none":
+            return None
+        if self.options.growth == "unknown":
+            flagged = [open_world["per_class"].get(n, 0.0) for n in new_classes] if open_world else []
+            if not flagged or float(np.mean(flagged)) < 0.5:
+                return None
+        before = widths[layer]
+        widen_layer(self.net, layer, final[layer], self._generator(salt=1))
+        event = {"task": self.tasks_seen + 1, "layer": layer, "from": before, "to": final[layer]}
+        self.growth_log.append(event)
+        return event
+
+    def _split(self, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hold out up to `heldout_per_class` per class, never more than a fifth of the class."""
+        train, held = [], []
+        for c in y.unique():
+            idx = (y == c).nonzero().flatten()
+            idx = idx[torch.randperm(len(idx), generator=gen)]
+            h = min(self.options.heldout_per_class, len(idx) // 5)
+            held.append(idx[:h])
+            train.append(idx[h:])
+        return torch.cat(train), torch.cat(held)
+
+    def _remember(self, x, y, train_idx, held_idx, gen) -> None:
+        """Keep `memory_per_class` random training exemplars per new-to-memory class, and the held-out set."""
+        keep = []
+        already = set(self.memory_y.tolist())
+        yt = y[train_idx]
+        for c in yt.unique().tolist():
+            if c in already:
+                continue
+            idx = train_idx[(yt == c).nonzero().flatten()]
+            keep.append(idx[torch.randperm(len(idx), generator=gen)[: self.options.memory_per_class]])
+        if keep:
+            k = torch.cat(keep)
+            self.memory_x = torch.cat([self.memory_x, to_uint8(x[k])])
+            self.memory_y = torch.cat([self.memory_y, y[k]])
+        if len(held_idx):
+            self.heldout_x = torch.cat([self.heldout_x, to_uint8(x[held_idx])])
+            self.heldout_y = torch.cat([self.heldout_y, y[held_idx]])
+            self.heldout_task = torch.cat([self.heldout_task, torch.full((len(held_idx),), self.tasks_seen)])
+
+    def _accuracy_row(self) -> list[float]:
+        if not len(self.heldout_y):
+            return [None] * self.tasks_seen  # tasks too small to hold samples out
+        logits = logits_of(self.net, from_uint8(self.heldout_x), self.device)
+        row = []
+        for j in range(self.tasks_seen):
+            m = self.heldout_task == j
+            row.append(accuracy(logits[m], self.heldout_y[m]) if m.any() else None)
+        return row
+
+    def _calibrate(self) -> None:
+        if len(self.heldout_y):
+            logits = logits_of(self.net, from_uint8(self.heldout_x), self.device)
+            self.threshold = calibrate_threshold(unknown_score(logits, self.options.score).numpy())
+
+    # ----------------------------------------------------------------------------- reading
+    def unknown_scores(self, images: np.ndarray) -> np.ndarray:
+        """Score raw uint8 images (N, H, W[, C]); above `self.threshold` means unknown."""
+        x = to_input(images, self.spec)
+        return unknown_score(logits_of(self.net, x, self.device), self.options.score).numpy()
+
+    def info(self) -> dict:
+        R = self.accuracy_matrix
+        last = [v for v in (R[-1] if R else []) if v is not None]
+        drops = []
+        for j in range(len(R) - 1):  # forgetting: best earlier accuracy on task j minus the last
+            earlier = [R[i][j] for i in range(j, len(R) - 1) if R[i][j] is not None]
+            if earlier and R[-1][j] is not None:
+                drops.append(max(earlier) - R[-1][j])
+        forgetting = float(np.mean(drops)) if drops else None
+        return {
+            "preset": self.options.preset,
+            "spec": self.spec.to_dict(),
+            "widths": list(self.net.config.widths),
+            "parameters": self.parameters,
+            "label_space": list(self.label_space),
+            "tasks_seen": self.tasks_seen,
+            "tasks": self.tasks,
+            "accuracy_matrix": R,
+            "average_accuracy": float(np.mean(last)) if last else None,
+            "forgetting": forgetting,
+            "threshold": self.threshold,
+            "score": self.options.score,
+            "growth": self.growth_log,
+        }
+
+    # ----------------------------------------------------------------------------- storage
+    def to_bytes(self) -> bytes:
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors.update(memory_x=self.memory_x, memory_y=self.memory_y, heldout_x=self.heldout_x,
+                       heldout_y=self.heldout_y, heldout_task=self.heldout_task)
+        meta = {
+            "kind": "collective", "config": self.net.config.to_dict(), "spec": self.spec.to_dict(),
+            "options": asdict(self.options), "label_space": self.label_space, "tasks": self.tasks,
+            "accuracy_matrix": self.accuracy_matrix, "threshold": self.threshold,
+            "gradients": self.recorder.to_dict(), "growth": self.growth_log,
+        }
+        return pack(tensors, meta)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "Collective":
+        tensors, meta = unpack(blob)
+        if meta.get("kind") != "collective":
+            raise ValueError("not a collective artifact")
+        net = ConvNet(NetConfig.from_dict(meta["config"]))
+        net.load_state_dict(prefixed(tensors, "net."))
+        c = cls(net, InputSpec(**meta["spec"]), CollectiveOptions(**meta["options"]))
+        c.label_space, c.tasks = meta["label_space"], meta["tasks"]
+        c.accuracy_matrix, c.threshold = meta["accuracy_matrix"], meta["threshold"]
+        c.recorder = GradientRecorder.from_dict(meta["gradients"])
+        c.growth_log = meta["growth"]
+        c.memory_x, c.memory_y = tensors["memory_x"], tensors["memory_y"]
+        c.heldout_x, c.heldout_y, c.heldout_task = tensors["heldout_x"], tensors["heldout_y"], tensors["heldout_task"]
+        c.net.to(c.device)
+        return c
