@@ -37,6 +37,7 @@ class CollectiveOptions:
     preset: str = "small"
     epochs: int = 10
     batch_size: int = 64
+    min_batches_per_epoch: int = 4  # small tasks still get steps: passes repeat (freshly augmented)
     lr: float = 1e-3
     weight_decay: float = 5e-4
     memory_per_class: int = 10  # replay exemplars kept per class (bounded memory)
@@ -111,7 +112,7 @@ class Collective:
         teacher = copy.deepcopy(self.net).eval() if opts.distill > 0 and known else None
         n_old = len(known)
         self.net.to(self.device).train()
-        steps_per_epoch = max(1, -(-len(train_idx) // opts.batch_size))
+        steps_per_epoch = max(opts.min_batches_per_epoch, -(-len(train_idx) // opts.batch_size))
         epochs = epochs if epochs is not None else opts.epochs
         optim = torch.optim.AdamW(self.net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
         sched = cosine_lr(optim, epochs * steps_per_epoch)
@@ -119,7 +120,8 @@ class Collective:
         mem_x, mem_y = from_uint8(self.memory_x), self.memory_y
         loss_value = float("nan")
         for epoch in range(epochs):
-            order = torch.randperm(len(xt), generator=gen)
+            passes = -(-steps_per_epoch * opts.batch_size // len(xt))
+            order = torch.cat([torch.randperm(len(xt), generator=gen) for _ in range(passes)])
             total, batches = 0.0, 0
             for b in range(steps_per_epoch):
                 check_stop(should_stop)

@@ -289,7 +289,7 @@ def _resize_uint8(im: np.ndarray, h: int, w: int) -> np.ndarray:
 def load_dataset(source: bytes | str | Path, filename: str | None = None, limits: Limits | None = None) -> TaskDataset:
     """Read a dataset from `.npz` or `.zip` bytes or path; the format is sniffed from the content.
 
-    A `.npz` is itself a zip, so the presence of `x.npy` tells them apart.
+    A `.npz` is itself a zip, so `.npy` members tell them apart.
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
     if not data:
@@ -301,7 +301,7 @@ def load_dataset(source: bytes | str | Path, filename: str | None = None, limits
         names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     except zipfile.BadZipFile as e:
         raise DatasetError(f"not a readable .npz or .zip file: {e}") from e
-    if "x.npy" in names:
+    if any(n.endswith(".npy") for n in names):
         return load_npz(data, limits)
     return load_zip(data, limits)
 

@@ -1,0 +1,20 @@
+"""Data sets built on the machine for tests and benchmarks (see DESIGN section 5)."""
+from learngene.datasets.glyphs import (
+    BASE_SCRIPTS,
+    NOVEL_SCRIPTS,
+    OPEN_WORLD_SCRIPTS,
+    SCRIPTS,
+    GlyphSet,
+    load_glyphs,
+    render_glyphs,
+)
+
+__all__ = [
+    "BASE_SCRIPTS",
+    "NOVEL_SCRIPTS",
+    "OPEN_WORLD_SCRIPTS",
+    "SCRIPTS",
+    "GlyphSet",
+    "load_glyphs",
+    "render_glyphs",
+]

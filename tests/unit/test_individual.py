@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+
+from learngene import Collective, DatasetError, Individual, InputSpec, Learngene, TrainOptions, train_individual
+from learngene.individual import build_net
+
+
+@pytest.fixture(scope="module")
+def learngene():
+    from tests.unit.conftest import make_task
+    c = Collective.create(InputSpec(1, 16), preset="tiny", seed=0)
+    for t in range(2):
+        c.learn_task(make_task([f"t{t}c{i}" for i in range(4)], per_class=8, seed=t), epochs=3)
+    return Learngene.extract(c, method="gradient", k=2)
+
+
+def test_inherited_layers_start_as_the_learngene_and_stay_its_copy(learngene, task_factory):
+    net = build_net(learngene, 3)
+    for p in learngene.layers:
+        assert torch.equal(net.blocks[p].conv.weight, learngene.tensors[f"blocks.{p}.conv.weight"])
+        assert torch.equal(net.blocks[p].bn.running_mean, learngene.tensors[f"blocks.{p}.bn.running_mean"])
+    before = {k: v.clone() for k, v in learngene.tensors.items()}
+    ind = train_individual(task_factory(["a", "b", "c"], per_class=5), learngene, TrainOptions(epochs=3))
+    assert all(torch.equal(before[k], learngene.tensors[k]) for k in before)  # the learngene is untouched
+    p = learngene.layers[0]
+    assert not torch.equal(ind.net.blocks[p].conv.weight.cpu(), before[f"blocks.{p}.conv.weight"])
+
+
+def test_scratch_inherits_nothing(learngene):
+    net = build_net(learngene, 3, init="scratch")
+    p = learngene.layers[0]
+    assert net.blocks[p].conv.weight.shape == learngene.tensors[f"blocks.{p}.conv.weight"].shape
+    assert not torch.equal(net.blocks[p].conv.weight, learngene.tensors[f"blocks.{p}.conv.weight"])
+
+
+def test_learns_an_easy_task_and_reports_metrics(learngene, task_factory):
+    support = task_factory(["x", "y", "z"], per_class=5, noise=10)
+    query = task_factory(["x", "y", "z"], per_class=5, noise=10, seed=7)
+    ind = train_individual(support, learngene, TrainOptions(epochs=15, seed=3), eval_set=query)
+    assert ind.metrics["train_accuracy"] > 0.6
+    assert len(ind.metrics["history"]) == 15
+    assert set(ind.metrics) >= {"train_accuracy", "eval_accuracy", "history"}
+
+
+def test_predict_and_round_trip(learngene, task_factory):
+    support = task_factory(["x", "y"], per_class=4, channels=3, size=20)  # RGB, other size: converted
+    ind = train_individual(support, learngene, TrainOptions(epochs=2))
+    preds = ind.predict(support.x[:3])
+    assert len(preds) == 3 and set(preds[0]) == {"label", "probabilities", "unknown"}
+    assert abs(sum(preds[0]["probabilities"].values()) - 1) < 1e-5
+    back = Individual.from_bytes(ind.to_bytes())
+    assert back.predict(support.x[:3]) == preds
+    assert back.parameters == ind.parameters
+
+
+def test_anchor_keeps_inherited_weights_closer(learngene, task_factory):
+    support = task_factory(["x", "y", "z"], per_class=4)
+    p = learngene.layers[0]
+    start = learngene.tensors[f"blocks.{p}.conv.weight"]
+    drift = {}
+    for anchor in (0.0, 10.0):
+        ind = train_individual(support, learngene, TrainOptions(epochs=5, anchor=anchor, lr=1e-2))
+        drift[anchor] = float((ind.net.blocks[p].conv.weight.detach().cpu() - start).norm())
+    assert drift[10.0] < drift[0.0]
+
+
+def test_bad_requests(learngene, task_factory):
+    with pytest.raises(DatasetError, match="at least 2 classes"):
+        train_individual(task_factory(["solo"], per_class=3), learngene)
+    ind = train_individual(task_factory(["x", "y"], per_class=3), learngene, TrainOptions(epochs=1))
+    with pytest.raises(DatasetError, match="no class name"):
+        ind.evaluate(task_factory(["other"], per_class=2))
+    with pytest.raises(ValueError):
+        train_individual(task_factory(["x", "y"], per_class=3), learngene, TrainOptions(init="magic"))
