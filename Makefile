@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The embedded service: migrations, one Celery worker and the API; prints its URL.
+# LEARNGENE_PORT (default 8000) and LEARNGENE_DATA_DIR (default ./var) override.
 run: $(STAMP)
-	$(BIN)/python -m bench.fewshot --quick
+	$(BIN)/python -m service run
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -32,3 +34,6 @@ bench-quick: $(STAMP) fonts
 
 clean:
 	rm -rf $(VENV) var
+
+glyphs: $(STAMP) fonts
+	$(BIN)/python -c "from learngene.datasets import load_glyphs; print(load_glyphs(progress=print).summary())"

@@ -187,21 +187,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="var/bench")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--glyphs", default="var/data/glyphs.npz", help="glyph set cache (rendered on first use)")
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
     if args.quick:
-        args.tasks, args.base_per_task, args.collective_epochs = 3, 40, 4
-        args.episodes, args.individual_epochs = 4, 10
+        args.tasks, args.base_per_task, args.collective_epochs = 3, 30, 4
+        args.episodes, args.individual_epochs = 3, 8
         val = ValidationOptions(tasks=1, ways=5, shots=2, epochs=5)
     else:
-        args.tasks, args.base_per_task, args.collective_epochs = 8, None, 6
-        args.episodes, args.individual_epochs = 30, 25
+        args.tasks, args.base_per_task, args.collective_epochs = 8, 80, 5
+        args.episodes, args.individual_epochs = 30, 20
         val = ValidationOptions()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
-    glyphs = load_glyphs()
+    glyphs = load_glyphs(cache_path=args.glyphs)
     peak_flops = matmul_flops()
     c, task_reports = grow(glyphs, args)
     t0 = time.perf_counter()

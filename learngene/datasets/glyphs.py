@@ -4,7 +4,7 @@ Omniglot-style: one class = one character of one script (named ``"script:char"``
 one sample = that character drawn by one font family. Images are 32x32 uint8, **white glyph (255) on black (0)**,
 the ink cropped, scaled to fit 28 px keeping its aspect ratio, centred and stretched to full contrast.
 
-    gs = load_glyphs()                                   # renders once (~1 min), then reads var/data/glyphs.npz
+    gs = load_glyphs()                                   # renders once (1-2 min), then reads var/data/glyphs.npz
     base = gs.to_task_dataset(gs.classes_of(BASE_SCRIPTS))
 
 The fonts come from the Debian packages that ``scripts/install-fonts.sh`` installs. They are under GPL, OFL and
@@ -14,16 +14,18 @@ similar licences, so the images are built on each machine and never committed. W
 - a font is used for a script only if it covers at least 90% of the script's characters (fontTools cmap) and
   really draws them (a mapped but empty glyph counts as missing);
 - a font is dropped for a script when more than 10% of the script's characters share their drawing with
-  another character (same glyph in the cmap, or the same bitmap: placeholder boxes, all-caps fonts that put
-  capitals at the lower-case code points);
+  another character (same glyph in the cmap, or the same bitmap: placeholder boxes), or when its characters
+  are far more alike than a usual font's (symbol fonts that put a star or a keycap around every letter);
+- a font that draws most lower-case letters like its own capitals (all-caps, small caps) is dropped for the
+  lower case;
 - clones are dropped: a font whose drawings are nearly identical to an already kept font on most of the script
   (Arimo/Liberation Sans, the Latin of every Noto script font, proportional/fixed variants of a CJK font). Left
   in, a query image would have a near-copy in the support set and few-shot accuracy would be inflated;
-- outliers are dropped: a drawing far from its class mean (symbol fonts mapped onto letters, decorative
-  swashes), with the distance rule in `_outliers`; a font that is an outlier on much of a script is dropped
-  for the whole script;
+- outliers (pixel distance to the class mean, rule in `_outliers`): a font that is an outlier on more than half
+  of a script is dropped for it; single far drawings are used only where a class has too few others;
 - a class is kept with at least ``min_fonts_per_class`` samples and gets at most ``max_fonts_per_class``, taken
-  in one fixed pseudo-random font order per script (so a script's classes mostly share the same fonts).
+  in one fixed pseudo-random font order per script that takes turns between font folders (so a script's
+  classes mostly share their fonts, and no one package dominates).
 
 Complex scripts (Devanagari, Khmer, ...) are drawn one code point at a time, without shaping: independent
 letters only, no combining marks, so every class is a single, self-contained glyph.
@@ -50,7 +52,7 @@ FIT = 28  # the ink is scaled to fit a FIT x FIT box, leaving a margin
 RENDER_PX = 48  # font size glyphs are drawn at before the downscale (anti-aliasing gets good, speed stays fine)
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
 DEFAULT_FONT_DIRS = ("/usr/share/fonts",)
-CACHE_VERSION = 1  # bump when rendering or selection changes, so old caches are rebuilt
+CACHE_VERSION = 2  # bump when rendering or selection changes, so old caches are rebuilt
 
 # Selection thresholds (see the module docstring). Distances are RMS over pixels scaled to 0..1.
 MIN_COVERAGE = 0.9  # share of a script a font must cover
@@ -58,7 +60,9 @@ MAX_DUPLICATE_SHARE = 0.10  # share of a script's characters that may share a dr
 DUPLICATE_RMS = 0.03  # two drawings closer than this are "the same bitmap"
 CLONE_RMS = 0.06  # two fonts' drawings of one character closer than this are "the same design"
 CLONE_SHARE = 0.8  # a font is a clone when this share of the characters it shares with a kept font is the same
-OUTLIER_FONT_SHARE = 0.3  # a font that is an outlier on more than this share of a script is dropped for it
+ALIKE_RATIO = 0.5  # a font whose characters are this much more alike than the script's median font is dropped
+CASE_RATIO = 0.6  # see _caps_in_lower
+OUTLIER_FONT_SHARE = 0.5  # a font that is an outlier on more than this share of a script is dropped for it
 
 
 def _chars(first: int, last: int, step: int = 1, categories: tuple[str, ...] = ("Lu", "Ll", "Lo", "Nd")) -> str:
@@ -125,13 +129,9 @@ BASE_SCRIPTS = (
 OPEN_WORLD_SCRIPTS = ("hiragana", "katakana", "hebrew", "georgian", "hangul_jamo")
 NOVEL_SCRIPTS = ("devanagari", "bengali", "malayalam", "thai", "khmer", "myanmar", "ethiopic")
 
-# Scripts rendered together so that the duplicate check sees across them: a font that draws its lower case
-# with the capitals' glyphs is caught only when both cases are compared.
-_GROUPS = {
-    "latin_upper": "latin", "latin_lower": "latin",
-    "greek_upper": "greek", "greek_lower": "greek",
-    "cyrillic_upper": "cyrillic", "cyrillic_lower": "cyrillic",
-}  # fmt: skip
+# Lower-case scripts and their capitals: the capitals are rendered along (even when not asked for) so that fonts
+# drawing capitals at the lower-case code points can be found.
+CASE_PAIRS = {"latin_lower": "latin_upper", "greek_lower": "greek_upper", "cyrillic_lower": "cyrillic_upper"}
 
 
 @dataclass
@@ -202,7 +202,9 @@ class GlyphSet:
         lines.append(f"{'total':15s} {self.num_classes:5d} classes {len(self):6d} images")
         return "\n".join(lines)
 
-    def to_task_dataset(self, class_ids: Sequence[int], sample_index: np.ndarray | Sequence[int] | None = None) -> TaskDataset:
+    def to_task_dataset(
+        self, class_ids: Sequence[int], sample_index: np.ndarray | Sequence[int] | None = None
+    ) -> TaskDataset:
         """A TaskDataset of the given classes, relabelled 0..K-1 in the order of `class_ids`.
 
         `sample_index` picks samples (indices into this set, kept in that order; e.g. a support or query split);
@@ -225,7 +227,7 @@ class GlyphSet:
                 raise ValueError("sample_index holds samples of classes not in class_ids")
         return TaskDataset(self.x[index], remap[self.labels[index]], [self.class_names[c] for c in ids])
 
-    def subset(self, class_ids: Sequence[int]) -> "GlyphSet":
+    def subset(self, class_ids: Sequence[int]) -> GlyphSet:
         """The given classes with all their samples, relabelled in the order given."""
         ids = [int(c) for c in class_ids]
         remap = np.full(self.num_classes, -1, dtype=np.int64)
@@ -261,13 +263,14 @@ class GlyphSet:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez_compressed(f, **arrays)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is meant to be shared
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple["GlyphSet", dict[str, int]]:
+    def load(cls, path: str | Path) -> tuple[GlyphSet, dict[str, int]]:
         """Read what `save` wrote; returns the set and its meta numbers. Nothing is unpickled."""
         with np.load(path, allow_pickle=False) as z:
             meta = {k[5:]: int(z[k]) for k in z.files if k.startswith("meta_")}
@@ -321,7 +324,11 @@ def _font_files(font_dirs: Iterable[str | Path]) -> list[str]:
 
 
 def _index_faces(font_dirs: Iterable[str | Path], wanted: set[int]) -> list[_Face]:
-    """Every face that maps some wanted code point, read with fontTools (cmap, names, OS/2)."""
+    """Every face that maps some wanted code point, read with fontTools (cmap, names, OS/2).
+
+    A family's faces are all listed; which one is used is decided per script (`_one_face_per_family`), so that
+    what a script gets does not depend on which other scripts are rendered along.
+    """
     from fontTools.ttLib import TTCollection, TTFont
 
     logging.getLogger("fontTools").setLevel(logging.ERROR)  # it warns about many harmless table quirks
@@ -353,9 +360,14 @@ def _index_faces(font_dirs: Iterable[str | Path], wanted: set[int]) -> list[_Fac
                         pass  # a broken OS/2 table: keep the defaults
             except Exception:
                 continue
-            rank = (italic, abs(weight - 400), abs(width - 5), style not in ("regular", "book", "roman", "normal", ""), path, index)
+            irregular = style not in ("regular", "book", "roman", "normal", "")
+            rank = (italic, abs(weight - 400), abs(width - 5), irregular, path, index)
             faces.append(_Face(path, index, _family_key(family), rank, cmap))
-    # One face per family: the most Regular one.
+    return faces
+
+
+def _one_face_per_family(faces: Iterable[_Face]) -> list[_Face]:
+    """The most Regular face of each family (chosen among the faces that cover the script at hand)."""
     best_of: dict[str, _Face] = {}
     for f in faces:
         if f.family not in best_of or f.rank < best_of[f.family].rank:
@@ -403,9 +415,21 @@ def _render_face(face: _Face, chars: str) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
-def _stable_order(names: Iterable[str], salt: str) -> list[str]:
-    """A pseudo-random order that is the same on every machine and run."""
-    return sorted(names, key=lambda n: hashlib.sha1(f"{salt}:{n}".encode()).hexdigest())
+def _font_order(faces: list[_Face], salt: str) -> list[_Face]:
+    """A fixed pseudo-random order (the same on every machine and run) that takes turns between font folders.
+
+    A folder is about one Debian package. Taking turns keeps one large package (fonts-aenigma alone has some 460
+    decorative Latin fonts) from supplying most samples of a class; within a folder the order is a hash.
+    """
+    def key(f: _Face) -> str:
+        return hashlib.sha1(f"{salt}:{f.family}".encode()).hexdigest()
+
+    by_dir: dict[str, list[_Face]] = {}
+    for f in sorted(faces, key=key):
+        by_dir.setdefault(os.path.dirname(f.path), []).append(f)
+    dir_key = {d: hashlib.sha1(f"{salt}:{d}".encode()).hexdigest() for d in by_dir}
+    turns = [(turn, dir_key[d], f) for d, fs in by_dir.items() for turn, f in enumerate(fs)]
+    return [f for _, _, f in sorted(turns, key=lambda t: t[:2])]
 
 
 # -- selection ---------------------------------------------------------------------------------------------------
@@ -418,41 +442,36 @@ def _pairwise_rms(a: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(d2, 0.0) / a.shape[1])
 
 
-def _duplicate_chars(imgs: np.ndarray, ok: np.ndarray, glyph_names: list[str | None]) -> np.ndarray:
-    """(C,) mask: drawn characters that share their glyph or bitmap with another drawn character of one font."""
-    dup = np.zeros(len(ok), dtype=bool)
+def _font_self_check(imgs: np.ndarray, ok: np.ndarray, glyph_names: list[str | None]) -> tuple[float, float]:
+    """For one font and one script: (share of drawn characters that duplicate another, median nearest distance).
+
+    A duplicate shares its glyph (cmap) or its bitmap with another character of the script. The median distance
+    from each drawing to the most similar other one measures how distinct the font's characters are.
+    """
     idx = np.flatnonzero(ok)
     if len(idx) < 2:
-        return dup
+        return 0.0, 0.0
     d = _pairwise_rms(imgs[idx])
     np.fill_diagonal(d, np.inf)
-    dup[idx] = d.min(axis=1) < DUPLICATE_RMS
-    seen: dict[str, int] = {}
-    for i in idx:
-        g = glyph_names[i]
-        if g is None:
-            continue
-        if g in seen:
-            dup[i] = dup[seen[g]] = True
-        else:
-            seen[g] = i
-    return dup
+    codes = {n: k for k, n in enumerate(dict.fromkeys(glyph_names[i] for i in idx if glyph_names[i] is not None))}
+    gid = np.array([codes.get(glyph_names[i], -1 - k) for k, i in enumerate(idx)])  # unknown: equal to nothing
+    same_glyph = (gid[:, None] == gid[None, :]) & ~np.eye(len(idx), dtype=bool)
+    dup = (d.min(axis=1) < DUPLICATE_RMS) | same_glyph.any(axis=1)
+    return float(dup.sum()) / len(idx), float(np.median(d.min(axis=1)))
 
 
 def _clones(imgs: np.ndarray, ok: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Drop (in font order) each font that draws like an earlier kept one. imgs (F, C, D), ok/keep (F, C)/(F,)."""
+    """Drop (in font order) each font that draws like an earlier kept one. imgs (F, C, D), ok (F, C), keep (F,)."""
     n_fonts, n_chars = ok.shape
     same = np.zeros((n_fonts, n_fonts), dtype=np.int32)  # characters drawn alike by both fonts
     for c in range(n_chars):
         rows = np.flatnonzero(ok[:, c] & keep)
         if len(rows) > 1:
             same[np.ix_(rows, rows)] += _pairwise_rms(imgs[rows, c]) < CLONE_RMS
-    okk = (ok & keep[:, None]).astype(np.int32)
-    shared = okk @ okk.T
+    both = (ok & keep[:, None]).astype(np.int32)
+    shared = both @ both.T
     keep = keep.copy()
-    for f in range(n_fonts):
-        if not keep[f]:
-            continue
+    for f in np.flatnonzero(keep):
         earlier = np.flatnonzero(keep[:f])
         if len(earlier) and np.any(same[f, earlier] >= CLONE_SHARE * np.maximum(shared[f, earlier], 1)):
             keep[f] = False
@@ -470,7 +489,7 @@ def _outliers(imgs: np.ndarray, ok: np.ndarray) -> np.ndarray:
     for c in range(ok.shape[1]):
         rows = np.flatnonzero(ok[:, c])
         if len(rows) < 5:
-            continue
+            continue  # too few to tell an outlier from a second style
         x = imgs[rows, c]
         d = np.sqrt(((x - x.mean(axis=0)) ** 2).mean(axis=1))
         med = np.median(d)
@@ -479,62 +498,149 @@ def _outliers(imgs: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return out
 
 
-def _select_group(faces: list[_Face], group: list[str], min_fonts: int, max_fonts: int, log: Callable[[str], None]):
-    """Render one group of scripts with every face that covers any of them; yield (script, char, images, fonts)."""
-    chars = "".join(SCRIPTS[s] for s in group)
+def _caps_in_lower(lower: np.ndarray, lower_ok: np.ndarray, upper: np.ndarray, upper_ok: np.ndarray) -> np.ndarray:
+    """(F,) mask of fonts that draw the lower case like their own capitals (all-caps and small-caps fonts).
+
+    Per letter, the distance between a font's lower-case and capital drawing is divided by its median over the
+    fonts; a font whose median ratio is under CASE_RATIO draws most lower-case letters as capitals. (o/O, s/S, ...
+    look alike in every font once scaled to the box; that is why the rule is relative, letter by letter.)
+    """
+    both = lower_ok & upper_ok
+    d = np.sqrt(((lower - upper) ** 2).mean(axis=2))
+    d[~both] = np.nan
+    typical = np.nanmedian(np.where(both.any(axis=0), d, 1.0), axis=0)
+    ratio = d / np.maximum(typical, 1e-6)
+    med = np.array([np.median(r[b]) if b.any() else np.inf for r, b in zip(ratio, both)])
+    return med < CASE_RATIO
+
+
+@dataclass
+class _ScriptPick:
+    script: str
+    rows: list[np.ndarray]  # per character: the font rows to use (at most max_fonts, in font order)
+    report: str
+    dropped: dict[int, str]  # font row -> the filter that dropped it (for inspection)
+
+
+def _filter_script(
+    script: str,
+    flat: np.ndarray,
+    ok: np.ndarray,
+    names: list[list[str | None]],
+    partner: tuple[np.ndarray, np.ndarray] | None,
+    min_fonts: int,
+    max_fonts: int,
+) -> _ScriptPick:
+    """Apply the filters of the module docstring to one script. flat (F, C, D) in 0..1, ok (F, C)."""
+    n_fonts, n = ok.shape
+    dropped: dict[int, str] = {}
+
+    def note(keep: np.ndarray, reason: str) -> None:
+        for f in np.flatnonzero(~keep):
+            dropped.setdefault(int(f), reason)
+
+    covered = ok.sum(axis=1) >= MIN_COVERAGE * n
+    note(covered, "coverage")
+    stats = np.array([_font_self_check(flat[f], ok[f], names[f]) if covered[f] else (1.0, 0.0) for f in range(n_fonts)])
+    keep = covered & (stats[:, 0] <= MAX_DUPLICATE_SHARE)
+    n_cover, n_unique = int(covered.sum()), int(keep.sum())
+    note(keep, "duplicates")
+    if keep.any():
+        # Symbol fonts (a star or a keycap around every letter) and fonts of near-identical sticks draw all
+        # characters alike without being exact duplicates.
+        keep &= stats[:, 1] >= ALIKE_RATIO * np.median(stats[keep, 1])
+    n_distinct = int(keep.sum())
+    note(keep, "alike")
+    if partner is not None:
+        keep &= ~_caps_in_lower(flat, ok, *partner)
+    n_case = int(keep.sum())
+    note(keep, "capitals")
+    keep = _clones(flat, ok, keep)
+    n_unclone = int(keep.sum())
+    note(keep, "clone")
+    # Fonts that are outliers on most of the script go; then the class means are recomputed without them and
+    # drawings far from their class mean are used last, only where a class has too few others. (Far from the
+    # mean is often just a bold or loopless style: dropping those outright would cost the small scripts, which
+    # have no font to spare, some of their few styles.)
+    far = _outliers(flat, ok & keep[:, None])
+    share = far.sum(axis=1) / np.maximum((ok & keep[:, None]).sum(axis=1), 1)
+    keep &= share <= OUTLIER_FONT_SHARE
+    note(keep, "outlier")
+    usable = ok & keep[:, None]
+    far = _outliers(flat, usable)
+    rows = []
+    for j in range(n):
+        near, distant = np.flatnonzero(usable[:, j] & ~far[:, j]), np.flatnonzero(usable[:, j] & far[:, j])
+        picked = np.sort(np.concatenate([near, distant])[:max_fonts])
+        rows.append(picked if len(picked) >= min_fonts else picked[:0])
+    n_classes = sum(len(r) > 0 for r in rows)
+    report = (
+        f"{script}: {n_fonts} fonts tried, {n_cover} cover it, {n_unique} without duplicates, {n_distinct} distinct, "
+        + (f"{n_case} with a lower case, " if partner is not None else "")
+        + f"{n_unclone} not clones, {int(keep.sum())} not outliers -> {n_classes}/{n} classes, "
+        + f"{sum(len(r) for r in rows)} images"
+    )
+    return _ScriptPick(script, rows, report, dropped)
+
+
+def _render_group(
+    faces: list[_Face], scripts: list[str], emit: list[str], min_fonts: int, max_fonts: int, log: Callable[[str], None]
+):
+    """Render `scripts` (one script, or a case pair) with every face that covers one of them.
+
+    Yields (script, char, images, faces) for each kept class of the scripts in `emit`.
+    """
+    chars = "".join(SCRIPTS[s] for s in scripts)
     spans, start = {}, 0
-    for s in group:
+    for s in scripts:
         spans[s] = slice(start, start + len(SCRIPTS[s]))
         start += len(SCRIPTS[s])
-    cps = [{ord(ch) for ch in SCRIPTS[s]} for s in group]
-    cands = [f for f in faces if any(len(cp & f.cmap.keys()) >= MIN_COVERAGE * len(cp) for cp in cps)]
-    order = {name: i for i, name in enumerate(_stable_order((f.family for f in cands), "|".join(group)))}
-    cands.sort(key=lambda f: order[f.family])
+    code_points = [{ord(ch) for ch in SCRIPTS[s]} for s in scripts]
+    cands = [f for f in faces if any(len(cp & f.cmap.keys()) >= MIN_COVERAGE * len(cp) for cp in code_points)]
+    cands = _font_order(_one_face_per_family(cands), "|".join(scripts))
     if not cands:
-        for s in group:
+        for s in emit:
             log(f"{s}: no font covers it")
         return
     imgs = np.zeros((len(cands), len(chars), SIZE, SIZE), dtype=np.uint8)
     ok = np.zeros((len(cands), len(chars)), dtype=bool)
-    dup = np.zeros_like(ok)
     for i, face in enumerate(cands):
         imgs[i], ok[i] = _render_face(face, chars)
-        dup[i] = _duplicate_chars(imgs[i].reshape(len(chars), -1).astype(np.float32) / 255.0, ok[i],
-                                  [face.cmap.get(ord(ch)) for ch in chars])  # fmt: skip
-    flat = imgs.reshape(len(cands), len(chars), -1).astype(np.float32) / 255.0
-    for s in group:
+    picks = {}
+    for s in emit:
         sl = spans[s]
-        n = sl.stop - sl.start
-        s_ok, s_flat = ok[:, sl], flat[:, sl]
-        covered = s_ok.sum(axis=1) >= MIN_COVERAGE * n
-        unique = dup[:, sl].sum(axis=1) <= MAX_DUPLICATE_SHARE * n
-        keep = covered & unique
-        n_cover, n_unique = int(covered.sum()), int(keep.sum())
-        keep = _clones(s_flat, s_ok, keep)
-        n_distinct = int(keep.sum())
-        # Outliers twice: fonts that are outliers on much of the script go first, then the class means are
-        # recomputed without them and single drawings are judged.
-        far = _outliers(s_flat, s_ok & keep[:, None])
-        share = far.sum(axis=1) / np.maximum((s_ok & keep[:, None]).sum(axis=1), 1)
-        keep &= share <= OUTLIER_FONT_SHARE
-        usable = s_ok & keep[:, None]
-        usable &= ~_outliers(s_flat, usable)
-        n_classes = n_images = 0
-        for j, ch in enumerate(SCRIPTS[s]):
-            rows = np.flatnonzero(usable[:, j])[:max_fonts]
-            if len(rows) < min_fonts:
-                continue
-            n_classes += 1
-            n_images += len(rows)
-            yield s, ch, imgs[rows, sl.start + j], [cands[r] for r in rows]
-        log(
-            f"{s}: {len(cands)} fonts tried, {n_cover} cover it, {n_unique} without duplicates, "
-            f"{n_distinct} after clones, {int(keep.sum())} after outliers -> {n_classes}/{n} classes, {n_images} images"
-        )
+        flat = imgs[:, sl].reshape(len(cands), sl.stop - sl.start, -1).astype(np.float32) / 255.0
+        partner = None
+        if s in CASE_PAIRS and CASE_PAIRS[s] in spans:
+            upper = SCRIPTS[CASE_PAIRS[s]]
+            # The capital of each lower-case letter (ς has Σ); a letter without one takes no part in the check.
+            has_capital = np.array([ch.upper() in upper for ch in SCRIPTS[s]])
+            at = [spans[CASE_PAIRS[s]].start + upper.index(ch.upper()) if cap else sl.start + j
+                  for j, (ch, cap) in enumerate(zip(SCRIPTS[s], has_capital))]  # fmt: skip
+            partner = (
+                imgs[:, at].reshape(len(cands), len(at), -1).astype(np.float32) / 255.0,
+                ok[:, at] & has_capital[None, :],
+            )
+        names = [[f.cmap.get(ord(ch)) for ch in SCRIPTS[s]] for f in cands]
+        picks[s] = _filter_script(s, flat, ok[:, sl], names, partner, min_fonts, max_fonts)
+    for s in emit:
+        for j, (ch, rows) in enumerate(zip(SCRIPTS[s], picks[s].rows)):
+            if len(rows):
+                yield s, ch, imgs[rows, spans[s].start + j], [cands[r] for r in rows]
+        log(picks[s].report)
+
+
+def _script_names(scripts: str | Iterable[str] | None) -> list[str]:
+    """The scripts asked for, checked, in SCRIPTS order (None: all)."""
+    names = list(SCRIPTS) if scripts is None else ([scripts] if isinstance(scripts, str) else list(scripts))
+    unknown = [s for s in names if s not in SCRIPTS]
+    if unknown:
+        raise ValueError(f"unknown scripts {unknown}; known: {', '.join(SCRIPTS)}")
+    return [s for s in SCRIPTS if s in set(names)]
 
 
 def render_glyphs(
-    scripts: Iterable[str] | None = None,
+    scripts: str | Iterable[str] | None = None,
     font_dirs: Iterable[str | Path] = DEFAULT_FONT_DIRS,
     max_fonts_per_class: int = 20,
     min_fonts_per_class: int = 10,
@@ -545,44 +651,45 @@ def render_glyphs(
     `progress` gets one line per script (fonts kept at each filter, classes, images). Classes come out in
     `SCRIPTS` order, samples grouped by class.
     """
-    names = list(SCRIPTS) if scripts is None else ([scripts] if isinstance(scripts, str) else list(scripts))
-    unknown = [s for s in names if s not in SCRIPTS]
-    if unknown:
-        raise ValueError(f"unknown scripts {unknown}; known: {', '.join(SCRIPTS)}")
-    names = [s for s in SCRIPTS if s in set(names)]
+    names = _script_names(scripts)
     if max_fonts_per_class < min_fonts_per_class or min_fonts_per_class < 1:
         raise ValueError("need 1 <= min_fonts_per_class <= max_fonts_per_class")
     log = progress or (lambda line: None)
     t0 = time.monotonic()
     wanted = {ord(ch) for s in names for ch in SCRIPTS[s]}
     faces = _index_faces(font_dirs, wanted)
-    log(f"{len(faces)} font families cover some of the scripts ({time.monotonic() - t0:.0f} s to index)")
+    log(
+        f"{len({f.family for f in faces})} font families cover some of the scripts "
+        f"({time.monotonic() - t0:.0f} s to index)" + ("" if faces else "; install the fonts with scripts/install-fonts.sh")
+    )
 
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[str]] = {}  # a lower case is rendered with its capitals
     for s in names:
-        groups.setdefault(_GROUPS.get(s, s), []).append(s)
+        head = CASE_PAIRS.get(s, s)
+        groups.setdefault(head, [head] if head != s else [])
+        if s not in groups[head]:
+            groups[head].append(s)
     xs, labels, class_names, class_script, fonts, files = [], [], [], [], [], {}
     for group in groups.values():
-        for script, ch, images, used in _select_group(faces, group, min_fonts_per_class, max_fonts_per_class, log):
+        emit = [s for s in group if s in names]
+        picked = _render_group(faces, group, emit, min_fonts_per_class, max_fonts_per_class, log)
+        for script, ch, images, used in picked:
             labels += [len(class_names)] * len(images)
             class_names.append(f"{script}:{ch}")
             class_script.append(script)
             xs.append(images)
             fonts += [f.family for f in used]
             files.update((f.family, f.file_ref) for f in used)
+    # A capital script comes right before its lower case in SCRIPTS, so classes come out in SCRIPTS order.
     x = np.concatenate(xs) if xs else np.zeros((0, SIZE, SIZE), dtype=np.uint8)
-    # Groups render together but classes are listed in SCRIPTS order.
-    order = sorted(range(len(class_names)), key=lambda c: (list(SCRIPTS).index(class_script[c]), c))
     gs = GlyphSet(x, np.asarray(labels, dtype=np.int64), class_names, class_script, fonts, files, names)
-    gs = gs.subset(order)
-    gs.scripts_rendered = names
     log(f"{gs.num_classes} classes, {len(gs)} images in {time.monotonic() - t0:.0f} s")
     return gs
 
 
 def load_glyphs(
     cache_path: str | Path = "var/data/glyphs.npz",
-    scripts: Iterable[str] | None = None,
+    scripts: str | Iterable[str] | None = None,
     rebuild: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> GlyphSet:
@@ -592,10 +699,7 @@ def load_glyphs(
     (for the union of its scripts and the new ones, so it only grows). The cache does not notice fonts
     installed after it was made: pass `rebuild=True` then. Relative paths are relative to the current directory.
     """
-    names = list(SCRIPTS) if scripts is None else ([scripts] if isinstance(scripts, str) else list(scripts))
-    unknown = [s for s in names if s not in SCRIPTS]
-    if unknown:
-        raise ValueError(f"unknown scripts {unknown}; known: {', '.join(SCRIPTS)}")
+    names = _script_names(scripts)
     path = Path(cache_path)
     meta = {"version": CACHE_VERSION, "max_fonts": 20, "min_fonts": 10}
     cached: GlyphSet | None = None
@@ -609,8 +713,10 @@ def load_glyphs(
                 cached = None
     if cached is None or not set(names) <= set(cached.scripts_rendered):
         todo = set(names) | (set(cached.scripts_rendered) if cached is not None else set())
-        cached = render_glyphs(sorted(todo), max_fonts_per_class=20, min_fonts_per_class=10, progress=progress)
+        cached = render_glyphs(todo, max_fonts_per_class=20, min_fonts_per_class=10, progress=progress)
         cached.save(path, meta)
     if set(cached.scripts_rendered) == set(names):
         return cached
-    return cached.subset(cached.classes_of([s for s in names if s in set(cached.class_script)]))
+    picked = cached.subset(cached.classes_of(names))
+    picked.scripts_rendered = names
+    return picked
