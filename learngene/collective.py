@@ -24,10 +24,10 @@ from .data import InputSpec, TaskDataset, to_input
 from .device import select_device
 from .gradstats import GradientRecorder
 from .model import PRESETS, ConvNet, NetConfig, count_parameters, grow_classifier, widen_layer
-from .openworld import calibrate_threshold, open_world_report, unknown_score
+from .openworld import calibrate_threshold, knn_score, open_world_report, unknown_score
 from .serialize import pack, prefixed, unpack
-from .training import (Progress, ShouldStop, accuracy, check_stop, cosine_lr, from_uint8, logits_of,
-                       to_uint8)
+from .training import (Progress, ShouldStop, accuracy, check_stop, cosine_lr, features_of, from_uint8,
+                       logits_of, to_uint8)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class CollectiveOptions:
     distill: float = 0.0  # weight of the distillation loss on old-class logits (0 = off)
     growth: str = "schedule"  # "schedule": one layer per task until final widths; "unknown": only
     #                          when most of a task's new classes are flagged unknown; "none"
-    score: str = "energy"  # unknown score: "energy" or "max_softmax"
+    score: str = "knn"  # unknown score: "knn" (distance to nearest exemplar), "energy" or "max_softmax"
     tau: float = 1e-4  # gradient magnitude threshold of the share statistic
     seed: int = 0
 
@@ -166,12 +166,21 @@ class Collective:
                        "widths": list(self.net.config.widths), "parameters": self.parameters})
         return report
 
+    def _scores(self, x: torch.Tensor, method: str | None = None) -> np.ndarray:
+        """Unknown scores of converted images (N, C, S, S) with the current net; higher = more unknown."""
+        method = method or self.options.score
+        if method == "knn":
+            reference = features_of(self.net, from_uint8(self.memory_x), self.device)
+            return knn_score(features_of(self.net, x, self.device), reference).numpy()
+        return unknown_score(logits_of(self.net, x, self.device), method).numpy()
+
+    def known_reference_scores(self, method: str | None = None) -> np.ndarray:
+        """Scores of the held-out samples of known classes (what the threshold is calibrated on)."""
+        return self._scores(from_uint8(self.heldout_x), method) if len(self.heldout_y) else np.zeros(0)
+
     def _open_world(self, x: torch.Tensor, ds: TaskDataset, known: set[str]) -> dict:
-        scores = unknown_score(logits_of(self.net, x, self.device), self.options.score).numpy()
-        reference = None
-        if len(self.heldout_y):
-            ref_logits = logits_of(self.net, from_uint8(self.heldout_x), self.device)
-            reference = unknown_score(ref_logits, self.options.score).numpy()
+        scores = self._scores(x)
+        reference = self.known_reference_scores() if len(self.heldout_y) else None
         return open_world_report(scores, ds.y, ds.class_names, known, self.threshold, reference,
                                  self.options.score)
 
@@ -234,14 +243,12 @@ class Collective:
 
     def _calibrate(self) -> None:
         if len(self.heldout_y):
-            logits = logits_of(self.net, from_uint8(self.heldout_x), self.device)
-            self.threshold = calibrate_threshold(unknown_score(logits, self.options.score).numpy())
+            self.threshold = calibrate_threshold(self.known_reference_scores())
 
     # ----------------------------------------------------------------------------- reading
-    def unknown_scores(self, images: np.ndarray) -> np.ndarray:
+    def unknown_scores(self, images: np.ndarray, method: str | None = None) -> np.ndarray:
         """Score raw uint8 images (N, H, W[, C]); above `self.threshold` means unknown."""
-        x = to_input(images, self.spec)
-        return unknown_score(logits_of(self.net, x, self.device), self.options.score).numpy()
+        return self._scores(to_input(images, self.spec), method)
 
     def info(self) -> dict:
         R = self.accuracy_matrix
@@ -263,7 +270,7 @@ class Collective:
             "accuracy_matrix": R,
             "average_accuracy": float(np.mean(last)) if last else None,
             "forgetting": forgetting,
-            "threshold": self.threshold,
+            "threshold": self.threshold if np.isfinite(self.threshold) else None,
             "score": self.options.score,
             "growth": self.growth_log,
         }
