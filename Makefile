@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "torch>=2.4,<2.15"
+	# The CPU wheel this machine keeps on disk; elsewhere any release in the project range.
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.4,<2.15"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 

@@ -225,9 +225,15 @@ def main() -> None:
                     "http_images_per_s": round(http_rate, 1), "in_process_images_per_s": round(local_rate, 1),
                     "http_over_in_process": round(http_rate / local_rate, 3)}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        proc.send_signal(signal.SIGTERM)  # the service stops its worker, then itself
+        proc.wait(60)
         shutil.rmtree(data_dir, ignore_errors=True)
+        if args.broker_url:
+            import redis
+
+            client = redis.Redis.from_url(args.broker_url)
+            for key in client.scan_iter(match=f"{env['LEARNGENE_REDIS_KEY_PREFIX']}*"):
+                client.delete(key)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

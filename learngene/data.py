@@ -218,7 +218,7 @@ def decode_image(data: bytes, limits: Limits | None = None) -> np.ndarray:
                     f"an image of {im.width}x{im.height} exceeds the limit of {limits.max_side} pixels a side"
                 )
             im = im.convert("L") if im.mode in ("1", "L", "I", "I;16", "F", "LA") else im.convert("RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = np.array(im, dtype=np.uint8)  # a writable copy
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"not an image: {e}") from e
     except Image.DecompressionBombError as e:

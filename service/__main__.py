@@ -1,0 +1,4 @@
+"""`python -m service run|api|migrate` (see service/cli.py)."""
+from service.cli import main
+
+main()

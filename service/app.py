@@ -1,0 +1,55 @@
+"""The FastAPI application factory.
+
+    app = create_app()                          # settings from LEARNGENE_* environment variables
+    app = create_app(settings, enqueue=fake)    # tests: own settings, own way of running jobs
+    uvicorn service.app:create_app --factory
+
+The database must already be migrated (`python -m service migrate`, or `python -m service run`).
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.artifacts import ArtifactStore
+from service.db import make_engine, make_sessionmaker
+from service.jobs import Enqueue
+from service.predict import ModelCache
+from service.problems import ProblemDetail, install_problem_handlers, problems_in_openapi
+from service.queue import make_celery, send_job
+from service.routers import collectives, health, individuals, jobs, learngenes, tasks
+from service.settings import Settings
+from service.uploads import BodyLimit
+
+DESCRIPTION = """A model service on the Learngene paradigm: upload task datasets to grow a collective network,
+browse the learngenes extracted from it, and order few-shot individual models built on them.
+Long work runs as jobs (`/jobs/{id}`); every error is an RFC 9457 problem (`application/problem+json`)."""
+
+
+def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.database)
+    celery = make_celery(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="Learngene service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  responses={500: {"model": ProblemDetail, "description": "unexpected error (problem+json)"}})
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.store = ArtifactStore(settings.artifacts)
+    app.state.celery = celery
+    app.state.enqueue = enqueue or (lambda job: send_job(celery, job))
+    app.state.models = ModelCache(app.state.store, settings.model_cache_size,
+                                  on_first_load=settings.apply_torch_threads)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    install_problem_handlers(app)
+    problems_in_openapi(app)
+    for module in (health, collectives, tasks, learngenes, individuals, jobs):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,139 @@
+"""Command line: the embedded service in one command, or the parts of a production deployment.
+
+    python -m service run        # migrations, one worker process, the API; prints the URL (make run)
+    python -m service api        # migrations, then the API only (docker compose's api service)
+    python -m service migrate    # migrations only
+
+Settings come from LEARNGENE_* variables (LEARNGENE_PORT, LEARNGENE_DATA_DIR, ...); see service/settings.py.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import uvicorn
+from sqlalchemy import select, update
+
+from service.app import create_app
+from service.db import make_engine, make_sessionmaker
+from service.migrate import upgrade
+from service.models import Job, JobStatus
+from service.queue import make_celery, send_job
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+class Server(uvicorn.Server):
+    """uvicorn, announcing the URL once it really accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, banner: str) -> None:
+        super().__init__(config)
+        self.banner = banner
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            print(self.banner, flush=True)
+
+
+def serve(settings: Settings, banner: str) -> None:
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                            timeout_graceful_shutdown=10)
+    Server(config, banner).run()
+
+
+def requeue_orphans(settings: Settings) -> int:
+    """Embedded mode only: a job left `running` lost its worker (ours, which is not up yet) and its message
+    (the on-disk broker removes a message once delivered), so put it back on the queue."""
+    engine = make_engine(settings.database)
+    sessions = make_sessionmaker(engine)
+    with sessions() as s:
+        jobs = s.scalars(select(Job).where(Job.status == JobStatus.running)).all()
+        for job in jobs:
+            s.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.queued, worker=None))
+        s.commit()
+    if jobs:
+        celery = make_celery(settings)
+        for job in jobs:
+            send_job(celery, job)
+    engine.dispose()
+    return len(jobs)
+
+
+class WorkerProcess:
+    """The embedded worker: a `python -m workers` child, restarted if it dies, stopped with us."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {**os.environ, "LEARNGENE_DATA_DIR": str(settings.data_dir.resolve())}
+        self.proc: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        self.proc = self._spawn()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _spawn(self) -> subprocess.Popen:
+        # Its own session: Ctrl+C reaches only us, and we stop the worker with one SIGTERM (warm shutdown).
+        return subprocess.Popen([sys.executable, "-m", "workers", "-n", "embedded@%h"], env=self.env,
+                                start_new_session=True)
+
+    def _watch(self) -> None:
+        while not self.stopping.is_set():
+            code = self.proc.wait()
+            if self.stopping.is_set():
+                return
+            log.error("the worker exited with %s; starting it again", code)
+            self.stopping.wait(2)
+            if not self.stopping.is_set():
+                self.proc = self._spawn()
+
+    def stop(self, timeout: float = 30) -> None:
+        self.stopping.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # warm shutdown: the running job finishes or goes back
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def run(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings)
+    if (n := requeue_orphans(settings)):
+        log.warning("requeued %d job(s) interrupted by the last shutdown", n)
+    worker = WorkerProcess(settings)
+    worker.start()
+    # uvicorn re-raises the signal that stopped it once it is done; as an exception (not the default
+    # action, which ends the process on the spot) it lets the `finally` below stop the worker.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        serve(settings, f"Learngene service: {settings.url}  (API docs {settings.url}/docs, "
+                        f"data in {settings.data_dir.resolve()})")
+    finally:
+        worker.stop()
+
+
+def _exit_on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["run", "api", "migrate"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    if args.command == "migrate":
+        upgrade(settings)
+    elif args.command == "api":
+        upgrade(settings)
+        serve(settings, f"Learngene API: {settings.url}")
+    else:
+        run(settings)

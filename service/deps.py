@@ -1,0 +1,42 @@
+"""Typed dependencies for routers: what the app factory put on `app.state`.
+
+    def handler(session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep): ...
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from service.artifacts import ArtifactStore
+from service.db import SessionDep  # noqa: F401 - re-exported so routers import deps from one place
+from service.jobs import Enqueue
+from service.predict import ModelCache
+from service.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _store(request: Request) -> ArtifactStore:
+    return request.app.state.store
+
+
+def _enqueue(request: Request) -> Enqueue:
+    return request.app.state.enqueue
+
+
+def _models(request: Request) -> ModelCache:
+    return request.app.state.models
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[ArtifactStore, Depends(_store)]
+EnqueueDep = Annotated[Enqueue, Depends(_enqueue)]
+ModelsDep = Annotated[ModelCache, Depends(_models)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200,
+           description="a retried request with the same key gets the same job"),
+]

@@ -1,0 +1,121 @@
+"""Individual models: few-shot networks built from a learngene on request, then used for predictions.
+
+    POST /individuals                    multipart file (+ eval_file, learngene_id, init, epochs, seed) → 202 job
+    GET  /individuals                    newest first
+    GET  /individuals/{id}               learngene_id, init, classes, parameters, metrics
+    POST /individuals/{id}/predictions   multipart file: an .npz with x, or one image
+    GET  /individuals/{id}/weights       safetensors bytes
+
+    curl -F file=@support.npz -F init=learngene http://127.0.0.1:8000/individuals
+    curl -F file=@digit.png http://127.0.0.1:8000/individuals/1/predictions
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from sqlalchemy import select
+
+from service.deps import EnqueueDep, IdempotencyKey, ModelsDep, SessionDep, SettingsDep, StoreDep
+from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
+from service.models import Individual, Job, JobKind, Learngene
+from service.pagination import PageDep, paginate
+from service.problems import Problem, ProblemDetail, not_found
+from service.registry import newest_learngene
+from service.schemas import IndividualCreate, IndividualPublic, JobPublic, Page, PredictionsPublic
+from service.uploads import parse_dataset, parse_images, read_upload
+from service.weights import weights_response
+
+router = APIRouter(prefix="/individuals", tags=["individuals"])
+ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 503)}
+
+
+@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
+def create_individual(
+    form: Annotated[IndividualCreate, Form()],
+    file: Annotated[UploadFile, File(description="labelled support set: .npz or .zip")],
+    session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep, response: Response,
+    eval_file: Annotated[UploadFile | None, File(description="optional labelled query set")] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JobPublic:
+    if (earlier := find_by_key(session, JobKind.individual, idempotency_key)) is not None:
+        return accepted(response, earlier)
+    support_bytes = read_upload(file, settings)
+    support = parse_dataset(support_bytes, file.filename, settings, what="file")
+    eval_bytes = read_upload(eval_file, settings) if eval_file is not None else None
+    if eval_bytes is not None:
+        query = parse_dataset(eval_bytes, eval_file.filename, settings, what="eval_file", min_classes=1)
+        if not set(query.class_names) & set(support.class_names):
+            raise Problem(422, "Invalid dataset", "eval_file shares no class name with file", type="invalid-dataset")
+    learngene = _learngene_for(session, form.learngene_id)
+    try:
+        with stored_uploads(session, store, support_bytes, eval_bytes) as (support_sha, eval_sha):
+            options = form.model_dump(exclude={"learngene_id"})
+            job = Job(kind=JobKind.individual, idempotency_key=idempotency_key, params={
+                "learngene_id": learngene.id, "support_sha256": support_sha, "eval_sha256": eval_sha,
+                "options": options, "filename": file.filename,
+            })
+            submit(session, enqueue, job)
+    except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once
+        return accepted(response, e.job)
+    return accepted(response, job)
+
+
+def _learngene_for(session, learngene_id: int | None) -> Learngene:
+    if learngene_id is None:
+        newest = newest_learngene(session)
+        if newest is None:
+            raise Problem(409, "No learngene yet", "no learngene exists yet: upload a task first (POST /tasks)",
+                          type="no-learngene")
+        return newest
+    found = session.get(Learngene, learngene_id)
+    if found is None:
+        raise Problem(422, "Unknown learngene", f"learngene {learngene_id} does not exist", type="unknown-learngene")
+    return found
+
+
+def individual_public(ind: Individual) -> IndividualPublic:
+    return IndividualPublic(
+        id=ind.id, learngene_id=ind.learngene_id, init=ind.init, classes=ind.classes, shots=ind.shots,
+        parameters=ind.parameters, metrics=ind.metrics, options=ind.options, channels=ind.channels, size=ind.size,
+        sha256=ind.weights_sha256, created_at=ind.created_at,
+        links={"self": f"/individuals/{ind.id}", "predictions": f"/individuals/{ind.id}/predictions",
+               "weights": f"/individuals/{ind.id}/weights", "learngene": f"/learngenes/{ind.learngene_id}"},
+    )
+
+
+def _get(session, individual_id: int) -> Individual:
+    found = session.get(Individual, individual_id)
+    if found is None:
+        raise not_found("individual", individual_id)
+    return found
+
+
+@router.get("", response_model=Page[IndividualPublic])
+def list_individuals(session: SessionDep, page: PageDep, learngene_id: int | None = None) -> Page[IndividualPublic]:
+    stmt = select(Individual)
+    if learngene_id is not None:
+        stmt = stmt.where(Individual.learngene_id == learngene_id)
+    rows, cursor = paginate(session, stmt, Individual.id, page)
+    return Page[IndividualPublic](items=[individual_public(r[0]) for r in rows], limit=page.limit, next_cursor=cursor)
+
+
+@router.get("/{individual_id}", response_model=IndividualPublic, responses={404: {"model": ProblemDetail}})
+def get_individual(individual_id: int, session: SessionDep) -> IndividualPublic:
+    return individual_public(_get(session, individual_id))
+
+
+@router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=ERRORS)
+def predict(individual_id: int, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
+            session: SessionDep, settings: SettingsDep, models: ModelsDep) -> PredictionsPublic:
+    ind = _get(session, individual_id)
+    session.close()  # free the connection while the model runs
+    images = parse_images(read_upload(file, settings), settings)
+    return PredictionsPublic(predictions=models.get(ind.weights_sha256).predict(images))
+
+
+@router.get("/{individual_id}/weights", response_class=Response, responses={
+    200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, 404: {"model": ProblemDetail}})
+def get_individual_weights(individual_id: int, session: SessionDep, store: StoreDep, request: Request) -> Response:
+    ind = _get(session, individual_id)
+    return weights_response(store, ind.weights_sha256, f"individual-{ind.id}.safetensors", request)

@@ -1,0 +1,93 @@
+"""The learngene catalog: one learngene per collective version, extracted automatically.
+
+    GET /learngenes                 newest first; ?collective=&collective_version=&method=&max_parameters=
+    GET /learngenes/{id}            layers, stability scores, gradient statistics, lineage
+    GET /learngenes/{id}/weights    safetensors bytes
+
+    curl 'http://127.0.0.1:8000/learngenes?collective=default&limit=10'
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
+
+from service.deps import SessionDep, StoreDep
+from service.models import Collective, CollectiveVersion, Learngene, Task
+from service.pagination import PageDep, paginate
+from service.problems import ProblemDetail, not_found
+from service.schemas import LearngeneDetail, LearngenePublic, Lineage, Page
+from service.weights import weights_response
+
+router = APIRouter(prefix="/learngenes", tags=["learngenes"])
+NOT_FOUND = {404: {"model": ProblemDetail}}
+
+
+def _rows():
+    return (select(Learngene, Collective.name, CollectiveVersion.number)
+            .join(CollectiveVersion, Learngene.collective_version_id == CollectiveVersion.id)
+            .join(Collective, CollectiveVersion.collective_id == Collective.id))
+
+
+def learngene_public(row) -> LearngenePublic:
+    lg, collective, number = row
+    return LearngenePublic(
+        id=lg.id, collective=collective, collective_version=number, method=lg.method, layers=lg.layers,
+        parameters=lg.parameters, scores=lg.scores, channels=lg.channels, size=lg.size, tags=lg.tags,
+        created_at=lg.created_at,
+    )
+
+
+@router.get("", response_model=Page[LearngenePublic])
+def list_learngenes(
+    session: SessionDep, page: PageDep,
+    collective: Annotated[str | None, Query(max_length=100)] = None,
+    collective_version: Annotated[int | None, Query(ge=1, description="a version number of the collective")] = None,
+    method: Annotated[str | None, Query(max_length=32)] = None,
+    max_parameters: Annotated[int | None, Query(ge=0)] = None,
+) -> Page[LearngenePublic]:
+    stmt = _rows()
+    if collective is not None:
+        stmt = stmt.where(Collective.name == collective)
+    if collective_version is not None:
+        stmt = stmt.where(CollectiveVersion.number == collective_version)
+    if method is not None:
+        stmt = stmt.where(Learngene.method == method)
+    if max_parameters is not None:
+        stmt = stmt.where(Learngene.parameters <= max_parameters)
+    rows, cursor = paginate(session, stmt, Learngene.id, page)
+    return Page[LearngenePublic](items=[learngene_public(r) for r in rows], limit=page.limit, next_cursor=cursor)
+
+
+def _get(session, learngene_id: int):
+    row = session.execute(_rows().where(Learngene.id == learngene_id)).first()
+    if row is None:
+        raise not_found("learngene", learngene_id)
+    return row
+
+
+@router.get("/{learngene_id}", response_model=LearngeneDetail, responses=NOT_FOUND)
+def get_learngene(learngene_id: int, session: SessionDep) -> LearngeneDetail:
+    row = _get(session, learngene_id)
+    lg, collective, number = row
+    version = lg.collective_version
+    parent = session.get(CollectiveVersion, version.parent_id) if version.parent_id else None
+    task = session.scalars(select(Task).where(Task.collective_version_id == version.id)).first()
+    lineage = Lineage(
+        collective=collective, collective_version=number, parent_version=parent.number if parent else None,
+        task_id=task.id if task else None, task_name=task.name if task else None, tasks_seen=number,
+    )
+    return LearngeneDetail(
+        **learngene_public(row).model_dump(), grad_stats=lg.grad_stats, candidates=lg.candidates,
+        sha256=lg.weights_sha256, lineage=lineage, info=lg.info,
+        links={"self": f"/learngenes/{lg.id}", "weights": f"/learngenes/{lg.id}/weights",
+               "collective": f"/collectives/{collective}"},
+    )
+
+
+@router.get("/{learngene_id}/weights", response_class=Response, responses={
+    200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, **NOT_FOUND})
+def get_learngene_weights(learngene_id: int, session: SessionDep, store: StoreDep, request: Request) -> Response:
+    lg = _get(session, learngene_id)[0]
+    return weights_response(store, lg.weights_sha256, f"learngene-{lg.id}.safetensors", request)

@@ -1,0 +1,100 @@
+"""Tasks: uploaded datasets that grow a collective by one version each.
+
+    POST /tasks        multipart file (+ name, collective, epochs)  → 202 job, Location: /jobs/{id}
+    GET  /tasks        newest first, ?collective=&status=&limit=&cursor=
+    GET  /tasks/{id}   classes, open-world report, accuracy after training
+
+    curl -F file=@task1.npz -F name=digits http://127.0.0.1:8000/tasks
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from sqlalchemy import func, select
+
+from learngene.data import InputSpec
+from service.deps import EnqueueDep, IdempotencyKey, SessionDep, SettingsDep, StoreDep
+from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
+from service.models import Collective, CollectiveVersion, Job, JobKind, JobStatus, Learngene, Task
+from service.pagination import PageDep, paginate
+from service.problems import ProblemDetail, not_found
+from service.registry import ensure_collective
+from service.schemas import JobPublic, Page, TaskCreate, TaskPublic
+from service.uploads import parse_dataset, read_upload
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+ERRORS = {code: {"model": ProblemDetail} for code in (413, 422, 503)}
+
+
+@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
+def create_task(form: Annotated[TaskCreate, Form()], file: Annotated[UploadFile, File(description=".npz or .zip")],
+                session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
+                response: Response, idempotency_key: IdempotencyKey = None) -> JobPublic:
+    if (earlier := find_by_key(session, JobKind.task, idempotency_key)) is not None:
+        return accepted(response, earlier)
+    data = read_upload(file, settings)
+    ds = parse_dataset(data, file.filename, settings, min_per_class=settings.task_min_per_class)
+    name = form.collective or settings.default_collective
+    try:
+        with stored_uploads(session, store, data) as (digest,):
+            spec = InputSpec(channels=ds.channels, size=min(ds.size, settings.max_input_size))
+            collective = ensure_collective(session, name, spec, settings.preset, settings.seed)
+            counts = ds.class_counts()
+            task = Task(
+                name=form.name or file.filename or f"task-{digest[:8]}", collective_id=collective.id, sha256=digest,
+                filename=file.filename, classes=list(ds.class_names), class_counts=[int(c) for c in counts],
+                num_samples=len(ds), channels=ds.channels, size=ds.size, epochs=form.epochs,
+            )
+            session.add(task)
+            session.flush()
+            job = Job(kind=JobKind.task, task_id=task.id, idempotency_key=idempotency_key,
+                      params={"task_id": task.id})
+            submit(session, enqueue, job)
+    except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once
+        return accepted(response, e.job)
+    return accepted(response, job)
+
+
+def _task_rows():
+    """Tasks with the names and numbers their public view needs, in one query."""
+    learngene_id = (select(func.min(Learngene.id)).where(Learngene.collective_version_id == Task.collective_version_id)
+                    .scalar_subquery())
+    job_id = select(func.max(Job.id)).where(Job.task_id == Task.id).scalar_subquery()
+    return (
+        select(Task, Collective.name, CollectiveVersion.number, learngene_id, job_id)
+        .join(Collective, Task.collective_id == Collective.id)
+        .outerjoin(CollectiveVersion, Task.collective_version_id == CollectiveVersion.id)
+    )
+
+
+def task_public(row) -> TaskPublic:
+    task, collective, version, learngene_id, job_id = row
+    return TaskPublic(
+        id=task.id, name=task.name, collective=collective, status=JobStatus(task.status).value,
+        filename=task.filename, sha256=task.sha256, classes=task.classes, class_counts=task.class_counts,
+        num_samples=task.num_samples, channels=task.channels, size=task.size, epochs=task.epochs,
+        new_classes=task.new_classes, open_world=task.open_world, accuracy=task.accuracy,
+        accuracy_row=task.accuracy_row, collective_version=version, learngene_id=learngene_id, job_id=job_id,
+        created_at=task.created_at, finished_at=task.finished_at,
+    )
+
+
+@router.get("", response_model=Page[TaskPublic])
+def list_tasks(session: SessionDep, page: PageDep, collective: Annotated[str | None, Query(max_length=100)] = None,
+               status: JobStatus | None = None) -> Page[TaskPublic]:
+    stmt = _task_rows()
+    if collective is not None:
+        stmt = stmt.where(Collective.name == collective)
+    if status is not None:
+        stmt = stmt.where(Task.status == status)
+    rows, cursor = paginate(session, stmt, Task.id, page)
+    return Page[TaskPublic](items=[task_public(r) for r in rows], limit=page.limit, next_cursor=cursor)
+
+
+@router.get("/{task_id}", response_model=TaskPublic, responses={404: {"model": ProblemDetail}})
+def get_task(task_id: int, session: SessionDep) -> TaskPublic:
+    row = session.execute(_task_rows().where(Task.id == task_id)).first()
+    if row is None:
+        raise not_found("task", task_id)
+    return task_public(row)

@@ -1,0 +1,200 @@
+"""Request and response bodies. `*Create` is what a client sends, `*Public` what it gets back.
+
+    def create_task(form: Annotated[TaskCreate, Form()], file: UploadFile) -> JobPublic: ...
+
+Multipart endpoints read their form fields into a `*Create` model; routers build `*Public` from rows.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+T = TypeVar("T")
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    limit: int
+    next_cursor: str | None = Field(None, description="pass as ?cursor= to get the next page; null on the last")
+
+
+# Jobs ---------------------------------------------------------------------------------------------
+
+
+class JobProgress(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    stage: str = "queued"
+    epoch: int | None = None
+    epochs: int | None = None
+    loss: float | None = None
+    fraction: float = 0.0
+
+
+class JobPublic(BaseModel):
+    id: int
+    kind: Literal["task", "individual"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: JobProgress
+    error: str | None = None
+    result: dict[str, Any] | None = Field(
+        None, description="on success: task_id, collective_version, learngene_id (task) or individual_id"
+    )
+    cancel_requested: bool = False
+    attempts: int = 0
+    worker: str | None = Field(None, description="the worker that ran (or runs) the job")
+    links: dict[str, str] = {}
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+# Collectives and tasks ----------------------------------------------------------------------------
+
+
+class CollectiveCreate(BaseModel):
+    name: Name
+    channels: Literal[1, 3]
+    size: int = Field(ge=8, le=512)
+    preset: str = Field("small", max_length=32)
+    seed: int = Field(0, ge=0)
+
+
+class CollectiveVersionPublic(BaseModel):
+    number: int
+    parent: int | None
+    widths: list[Any]
+    parameters: int
+    label_space: list[str]
+    accuracy_matrix: list[Any]
+    threshold: float | None
+    task_id: int | None = None
+    learngene_id: int | None = None
+    created_at: datetime
+
+
+class CollectivePublic(BaseModel):
+    id: int
+    name: str
+    channels: int
+    size: int
+    preset: str
+    seed: int
+    created_at: datetime
+    head: int | None = Field(None, description="the newest version number; null before the first task")
+    versions: list[CollectiveVersionPublic] = []
+
+
+class TaskCreate(BaseModel):
+    name: str | None = Field(None, max_length=200, description="default: the uploaded file's name")
+    collective: Name | None = Field(None, description="default: `default` (LEARNGENE_DEFAULT_COLLECTIVE)")
+    epochs: int | None = Field(None, ge=1, le=1000)
+
+
+class TaskPublic(BaseModel):
+    id: int
+    name: str
+    collective: str
+    status: str
+    filename: str | None
+    sha256: str
+    classes: list[str]
+    class_counts: list[int]
+    num_samples: int
+    channels: int
+    size: int
+    epochs: int | None
+    new_classes: list[str] | None = None
+    open_world: dict[str, Any] | None = None
+    accuracy: float | None = Field(None, description="held-out accuracy on this task after training")
+    accuracy_row: list[float | None] | None = Field(None, description="accuracy on every task so far, after this one")
+    collective_version: int | None = None
+    learngene_id: int | None = None
+    job_id: int | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+# Learngenes --------------------------------------------------------------------------------------
+
+
+class LearngenePublic(BaseModel):
+    id: int
+    collective: str
+    collective_version: int
+    method: str
+    layers: list[int]
+    parameters: int
+    scores: list[float] = Field(description="per-layer stability score (lower is more stable)")
+    channels: int
+    size: int
+    tags: list[str]
+    created_at: datetime
+
+
+class Lineage(BaseModel):
+    collective: str
+    collective_version: int
+    parent_version: int | None
+    task_id: int | None
+    task_name: str | None
+    tasks_seen: int
+
+
+class LearngeneDetail(LearngenePublic):
+    grad_stats: dict[str, Any]
+    candidates: list[Any]
+    sha256: str
+    lineage: Lineage
+    info: dict[str, Any]
+    links: dict[str, str]
+
+
+# Individuals -------------------------------------------------------------------------------------
+
+
+class IndividualCreate(BaseModel):
+    learngene_id: int | None = Field(None, ge=1, description="default: the newest learngene")
+    init: Literal["learngene", "scratch"] = "learngene"
+    epochs: int | None = Field(None, ge=1, le=1000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    lr: float | None = Field(None, gt=0, le=10)
+    anchor: float = Field(0.0, ge=0, le=1e6, description="penalty keeping inherited weights near their start")
+
+
+class IndividualPublic(BaseModel):
+    id: int
+    learngene_id: int
+    init: str
+    classes: list[str]
+    shots: dict[str, int]
+    parameters: int
+    metrics: dict[str, Any]
+    options: dict[str, Any]
+    channels: int
+    size: int
+    sha256: str
+    links: dict[str, str]
+    created_at: datetime
+
+
+class Prediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+    unknown: bool
+
+
+class PredictionsPublic(BaseModel):
+    predictions: list[Prediction]
+
+
+# Health ------------------------------------------------------------------------------------------
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+    workers: int

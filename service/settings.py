@@ -1,0 +1,92 @@
+"""All service settings, read from the environment (prefix `LEARNGENE_`) in one place.
+
+    settings = Settings()                      # LEARNGENE_DATA_DIR, LEARNGENE_DATABASE_URL, ...
+    settings = Settings(data_dir="/tmp/lg")    # tests pass values directly
+
+Unset URLs fall back to the embedded default: a SQLite file, an artifact folder and an on-disk
+Celery broker, all under `data_dir`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEARNGENE_", env_file=None, extra="ignore")
+
+    # Where things live.
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
+    broker_url: str | None = Field(None, description="Celery broker; default: on-disk broker in data_dir")
+    artifact_dir: Path | None = Field(None, description="weights and datasets; default: data_dir/artifacts")
+    redis_key_prefix: str = Field("", description="prefix for every Redis key (lets deployments share one Redis)")
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = Field(256 * 1024**2, description="a request body above this is refused with 413")
+    page_size: int = 50
+    max_page_size: int = 500
+    retry_after_s: int = Field(2, description="Retry-After sent while a job is queued or running")
+    model_cache_size: int = Field(8, description="individual models kept loaded for predictions")
+
+    # Datasets.
+    max_samples: int = 200_000
+    max_image_side: int = 1024
+    max_input_size: int = Field(128, description="a collective made by an upload is at most this many pixels a side")
+    task_min_per_class: int = Field(2, description="samples per class a task upload needs (held-out split)")
+
+    # The method.
+    default_collective: str = "default"
+    preset: str = "small"
+    seed: int = 0
+    extract_method: str = Field("auto", description="learngene choice: auto (the library default), gradient, validated")
+    extract_k: int = Field(3, description="layers in a learngene")
+
+    # Queue and workers.
+    visibility_timeout_s: int = Field(
+        7 * 24 * 3600, description="Redis redelivers an unacknowledged job after this; longer than any job"
+    )
+    worker_heartbeat_s: float = Field(5.0, description="how often a worker records that it is alive")
+    progress_interval_s: float = Field(0.5, description="least time between two progress writes of one job")
+    worker_concurrency: int = Field(1, description="training processes per worker (one per GPU is the rule)")
+    worker_queues: str = Field("grow,individuals", description="queues the worker started by this settings consumes")
+    torch_threads: int = Field(
+        1, ge=0, description="CPU threads per process for torch (0: torch's default). One is right when API and "
+        "worker share a few cores: torch's spinning threads collapse when the machine is oversubscribed")
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.sqlite3').resolve()}"
+
+    @property
+    def artifacts(self) -> Path:
+        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker.startswith("filesystem:")
+
+    def apply_torch_threads(self) -> None:
+        """Set torch's intra-op thread count for this process (call once, before the first model runs)."""
+        if self.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

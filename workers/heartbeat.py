@@ -1,0 +1,70 @@
+"""Worker heartbeats in the registry: /readyz counts live workers; a reaper can find dead ones.
+
+    install(app, settings)       # on worker start: a thread upserts the `worker` row every few seconds
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+from sqlalchemy import delete, update
+
+from service.db import make_engine, make_sessionmaker
+from service.models import Worker, utcnow
+from service.settings import Settings
+
+log = logging.getLogger("workers.heartbeat")
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, settings: Settings, name: str, queues: list[str]) -> None:
+        super().__init__(name="learngene-heartbeat", daemon=True)
+        self.settings, self.worker_name, self.queues = settings, name, queues
+        self.sessions = make_sessionmaker(make_engine(settings.database))
+        self.stopped = threading.Event()
+
+    def beat(self) -> None:
+        with self.sessions() as s:
+            now = utcnow()
+            if not s.execute(update(Worker).where(Worker.name == self.worker_name)
+                             .values(heartbeat_at=now, queues=self.queues, pid=os.getpid())).rowcount:
+                s.add(Worker(name=self.worker_name, queues=self.queues, pid=os.getpid(), started_at=now,
+                             heartbeat_at=now))
+            s.commit()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.beat()
+            except Exception as e:  # noqa: BLE001 - the database may be restarting; try again next beat
+                log.warning("heartbeat failed: %s", e)
+            self.stopped.wait(self.settings.worker_heartbeat_s)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        try:
+            with self.sessions() as s:
+                s.execute(delete(Worker).where(Worker.name == self.worker_name))
+                s.commit()
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not remove worker row: %s", e)
+
+
+def install(app: Celery, settings: Settings) -> None:
+    state: dict[str, Heartbeat] = {}
+
+    @worker_ready.connect(weak=False)
+    def _start(sender=None, **_):
+        if sender is None or sender.app is not app:
+            return
+        queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
+        state["beat"] = Heartbeat(settings, sender.hostname, queues)
+        state["beat"].start()
+
+    @worker_shutdown.connect(weak=False)
+    def _stop(sender=None, **_):
+        if "beat" in state:
+            state.pop("beat").stop()

@@ -1,0 +1,54 @@
+"""Training an individual from a learngene: the work behind POST /individuals.
+
+    run_individual_job(ctx, job_id)     # what the Celery task calls; tests call it directly
+
+Runs in parallel on every worker that consumes the `individuals` queue; each job trains a fresh copy
+of the learngene, so jobs share nothing but read-only artifacts.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from learngene import Learngene, TrainOptions, load_dataset, train_individual
+from service.models import Individual, Job, JobStatus, Learngene as LearngeneRow, utcnow
+from service.uploads import limits
+from workers.context import WorkerContext
+from workers.jobrun import Reporter, json_safe, run_claimed
+
+
+def run_individual_job(ctx: WorkerContext, job_id: int, worker: str | None = None) -> None:
+    run_claimed(ctx, job_id, worker, lambda job, reporter: _train(ctx, job, reporter))
+
+
+def _train(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
+    p, store = job.params, ctx.store
+    with ctx.sessions() as s:
+        gene_row = s.get(LearngeneRow, p["learngene_id"])
+        gene_sha = gene_row.weights_sha256
+    reporter.progress({"stage": "loading", "fraction": 0.0})
+    gene = Learngene.from_bytes(store.get(gene_sha))
+    support = load_dataset(store.get(p["support_sha256"]), filename=p.get("filename"), limits=limits(ctx.settings))
+    query = load_dataset(store.get(p["eval_sha256"]), limits=limits(ctx.settings)) if p.get("eval_sha256") else None
+    o = p["options"]
+    options = TrainOptions(epochs=o.get("epochs"), seed=o.get("seed", 0), init=o.get("init", "learngene"),
+                           lr=o.get("lr"), anchor=o.get("anchor", 0.0))
+    ind = train_individual(support, gene, options, eval_set=query, progress=reporter.progress,
+                           should_stop=reporter.should_stop)
+    weights = store.put(ind.to_bytes())  # before the row: a row never points at a missing file
+    counts = np.bincount(support.y, minlength=support.num_classes)
+    with ctx.sessions() as s:
+        row = Individual(
+            learngene_id=p["learngene_id"], init=ind.init, classes=list(ind.class_names),
+            shots={n: int(c) for n, c in zip(support.class_names, counts)},
+            options=json_safe(ind.options), metrics=json_safe(ind.metrics), parameters=int(ind.parameters),
+            channels=gene.spec.channels, size=gene.spec.size, support_sha256=p["support_sha256"],
+            eval_sha256=p.get("eval_sha256"), weights_sha256=weights,
+        )
+        s.add(row)
+        s.flush()
+        j = s.get(Job, job.id)
+        now = utcnow()
+        j.status, j.finished_at, j.heartbeat_at = JobStatus.succeeded, now, now
+        j.progress = {**(j.progress or {}), "stage": "done", "fraction": 1.0}
+        j.result = {"individual_id": row.id, "learngene_id": p["learngene_id"]}
+        s.commit()
