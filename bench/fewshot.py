@@ -181,7 +181,8 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], args) -> list[d
             m, ci = mean_ci(accs)
             secs = seconds.get(method, 0.0) / args.episodes
             row = {"method": method, "ways": ways, "shots": shots, "accuracy_mean": m, "accuracy_ci95": ci,
-                   "parameters": params.get(method, 0), "seconds_per_task": secs, "episodes": len(accs)}
+                   "parameters": params.get(method, 0), "seconds_per_task": secs, "episodes": len(accs),
+                   "accuracies": accs}  # per episode, same seeds for every method: paired comparisons
             if method in flops and secs > 0:
                 row["train_flops_per_task"] = flops[method] * steps * batch
                 row["train_flops_per_second"] = row["train_flops_per_task"] / secs

@@ -3,6 +3,8 @@
     python -m service run        # migrations, one worker process, the API; prints the URL (make run)
     python -m service api        # migrations, then the API only (docker compose's api service)
     python -m service migrate    # migrations only
+    python -m service keys create --scope write [--name ci]   # prints a new API key once
+    python -m service keys list | keys revoke ID
 
 Settings come from LEARNGENE_* variables (LEARNGENE_PORT, LEARNGENE_DATA_DIR, ...); see service/settings.py.
 """
@@ -20,9 +22,10 @@ import uvicorn
 from sqlalchemy import select, update
 
 from service.app import create_app
+from service.auth import SCOPES, create_key, ensure_key
 from service.db import make_engine, make_sessionmaker
 from service.migrate import upgrade
-from service.models import Job, JobStatus
+from service.models import ApiKey, Job, JobStatus, utcnow
 from service.queue import make_celery, send_job
 from service.settings import Settings
 
@@ -103,9 +106,69 @@ class WorkerProcess:
                 self.proc.kill()
 
 
+def register_env_key(settings: Settings) -> None:
+    """LEARNGENE_API_KEY: make sure that token is a write key (its hash is stored; it is never logged)."""
+    if settings.api_key is None or not settings.api_key.get_secret_value():
+        return
+    engine = make_engine(settings.database)
+    with make_sessionmaker(engine)() as s:
+        row = ensure_key(s, settings.api_key.get_secret_value())
+        s.commit()
+        log.info("LEARNGENE_API_KEY is API key %s (scope %s%s)", row.id, row.scope,
+                 ", REVOKED" if row.revoked_at else "")
+    engine.dispose()
+
+
+def auth_note(settings: Settings) -> str:
+    if not settings.auth:
+        return ("\n  WARNING: LEARNGENE_AUTH=off - anyone who can reach this port may upload, train and cancel. "
+                "Local use only.")
+    return ("\n  Uploads and other changes need an API key (Authorization: Bearer <key>). Make one with:"
+            "\n      python -m service keys create --scope write" + _data_dir_hint(settings) +
+            "\n  or set LEARNGENE_API_KEY=<a secret> before starting; LEARNGENE_AUTH=off turns keys off "
+            "(local use only).")
+
+
+def _data_dir_hint(settings: Settings) -> str:
+    if settings.database_url:
+        return ""
+    return f"   (with LEARNGENE_DATA_DIR={settings.data_dir} if you changed it)"
+
+
+def keys_command(settings: Settings, args: argparse.Namespace) -> int:
+    upgrade(settings)
+    engine = make_engine(settings.database)
+    try:
+        with make_sessionmaker(engine)() as s:
+            if args.action == "create":
+                token, row = create_key(s, args.scope, name=args.name or "")
+                s.commit()
+                print(f"created API key {row.id} (scope {row.scope}, name {row.name!r}). It is shown only now:")
+                print(token)
+            elif args.action == "list":
+                rows = s.scalars(select(ApiKey).order_by(ApiKey.id)).all()
+                print(f"{'id':>4}  {'scope':<6} {'state':<8} {'created':<20} name")
+                for row in rows:
+                    state = "revoked" if row.revoked_at else "active"
+                    print(f"{row.id:>4}  {row.scope:<6} {state:<8} {row.created_at:%Y-%m-%d %H:%M:%S}  {row.name}")
+            else:
+                row = s.get(ApiKey, args.id)
+                if row is None:
+                    print(f"no API key {args.id}", file=sys.stderr)
+                    return 1
+                if row.revoked_at is None:
+                    row.revoked_at = utcnow()
+                    s.commit()
+                print(f"revoked API key {row.id}")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def run(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings)
+    register_env_key(settings)
     if (n := requeue_orphans(settings)):
         log.warning("requeued %d job(s) interrupted by the last shutdown", n)
     worker = WorkerProcess(settings)
@@ -115,7 +178,7 @@ def run(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         serve(settings, f"Learngene service: {settings.url}  (API docs {settings.url}/docs, "
-                        f"data in {settings.data_dir.resolve()})")
+                        f"data in {settings.data_dir.resolve()})" + auth_note(settings))
     finally:
         worker.stop()
 
@@ -126,14 +189,27 @@ def _exit_on_signal(signum, _frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["run", "api", "migrate"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="migrations, one worker process, the API (embedded mode)")
+    commands.add_parser("api", help="migrations, then the API only")
+    commands.add_parser("migrate", help="migrations only")
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="make a key and print it (once)")
+    create.add_argument("--scope", choices=SCOPES, required=True)
+    create.add_argument("--name", default="")
+    keys.add_parser("list", help="all keys (never the tokens)")
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    if args.command == "keys":
+        sys.exit(keys_command(settings, args))
     if args.command == "migrate":
         upgrade(settings)
     elif args.command == "api":
         upgrade(settings)
-        serve(settings, f"Learngene API: {settings.url}")
+        register_env_key(settings)
+        serve(settings, f"Learngene API: {settings.url}" + auth_note(settings))
     else:
         run(settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 
 from service.artifacts import ArtifactStore
 from service.db import SessionDep  # noqa: F401 - re-exported so routers import deps from one place
@@ -40,3 +40,8 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", max_length=200,
            description="a retried request with the same key gets the same job"),
 ]
+
+# Ids and numbers the database can hold (PostgreSQL INTEGER; SQLite refuses Python ints past 64 bits):
+# anything larger cannot exist, so it is refused as a 422 instead of reaching the database.
+MAX_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]

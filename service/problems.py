@@ -118,7 +118,14 @@ def problems_in_openapi(app: FastAPI) -> None:
         ref = {"$ref": "#/components/schemas/ProblemDetail"}
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
+                if "requestBody" in operation:  # any body may be malformed (400) or too large (413)
+                    for code, phrase in (("400", "Bad Request"), ("413", "Content Too Large")):
+                        operation["responses"].setdefault(code, {"description": phrase})
                 for code, response in operation.get("responses", {}).items():
+                    # A route's own JSON body for an error status (GET /readyz's 503 Readiness) stays as it is.
+                    own = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+                    if own and not own.endswith(("/ProblemDetail", "/HTTPValidationError")):
+                        continue
                     if code[0] in "45":
                         response["content"] = {PROBLEM_JSON: {"schema": ref}}
         for unused in ("HTTPValidationError", "ValidationError"):

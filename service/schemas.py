@@ -60,7 +60,7 @@ class CollectiveCreate(BaseModel):
     channels: Literal[1, 3]
     size: int = Field(ge=8, le=512)
     preset: str = Field("small", max_length=32)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
 class CollectiveVersionPublic(BaseModel):
@@ -157,7 +157,7 @@ class LearngeneDetail(LearngenePublic):
 
 
 class IndividualCreate(BaseModel):
-    learngene_id: int | None = Field(None, ge=1, description="default: the newest learngene")
+    learngene_id: int | None = Field(None, ge=1, le=2**31 - 1, description="default: the newest learngene")
     init: Literal["learngene", "scratch"] = "learngene"
     epochs: int | None = Field(None, ge=1, le=1000)
     seed: int = Field(0, ge=0, le=2**31 - 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(2, description="Retry-After sent while a job is queued or running")
     model_cache_size: int = Field(8, description="individual models kept loaded for predictions")
 
+    # API keys (service/auth.py).
+    auth: bool = Field(True, description="require API keys on mutating endpoints; LEARNGENE_AUTH=off for local use only")
+    api_key: SecretStr | None = Field(None, description="a write key registered at start (for automation); never logged")
+
     # Datasets.
     max_samples: int = 200_000
     max_image_side: int = 1024
@@ -54,6 +58,11 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(0.5, description="least time between two progress writes of one job")
     worker_concurrency: int = Field(1, description="training processes per worker (one per GPU is the rule)")
     worker_queues: str = Field("grow,individuals", description="queues the worker started by this settings consumes")
+    job_heartbeat_s: float = Field(5.0, description="how often a running job records that it is alive")
+    job_timeout_s: float = Field(
+        60.0, description="a running job silent this long lost its worker: the reaper requeues or fails it")
+    reaper_interval_s: float = Field(15.0, description="how often each worker looks for such jobs")
+    max_attempts: int = Field(3, ge=1, description="runs a job gets before a lost worker fails it")
     torch_threads: int = Field(
         1, ge=0, description="CPU threads per process for torch (0: torch's default). One is right when API and "
         "worker share a few cores: torch's spinning threads collapse when the machine is oversubscribed")

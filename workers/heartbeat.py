@@ -1,4 +1,4 @@
-"""Worker heartbeats in the registry: /readyz counts live workers; a reaper can find dead ones.
+"""Worker heartbeats in the registry: /readyz counts live workers; the same thread runs the reaper.
 
     install(app, settings)       # on worker start: a thread upserts the `worker` row every few seconds
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
@@ -14,17 +15,27 @@ from sqlalchemy import delete, update
 
 from service.db import make_engine, make_sessionmaker
 from service.models import Worker, utcnow
+from service.queue import send_job
 from service.settings import Settings
+from workers import reaper
 
 log = logging.getLogger("workers.heartbeat")
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, settings: Settings, name: str, queues: list[str]) -> None:
+    def __init__(self, settings: Settings, name: str, queues: list[str], app: Celery | None = None) -> None:
         super().__init__(name="learngene-heartbeat", daemon=True)
         self.settings, self.worker_name, self.queues = settings, name, queues
         self.sessions = make_sessionmaker(make_engine(settings.database))
         self.stopped = threading.Event()
+        self.app = app  # given: this thread is also the reaper (workers/reaper.py), at start and periodically
+        self.last_reap = float("-inf")
+
+    def reap(self) -> None:
+        if self.app is None or time.monotonic() - self.last_reap < self.settings.reaper_interval_s:
+            return
+        self.last_reap = time.monotonic()
+        reaper.reap(self.sessions, self.settings, lambda job: send_job(self.app, job))
 
     def beat(self) -> None:
         with self.sessions() as s:
@@ -41,7 +52,11 @@ class Heartbeat(threading.Thread):
                 self.beat()
             except Exception as e:  # noqa: BLE001 - the database may be restarting; try again next beat
                 log.warning("heartbeat failed: %s", e)
-            self.stopped.wait(self.settings.worker_heartbeat_s)
+            try:
+                self.reap()
+            except Exception as e:  # noqa: BLE001 - same; the next round tries again
+                log.warning("reaper failed: %s", e)
+            self.stopped.wait(min(self.settings.worker_heartbeat_s, self.settings.reaper_interval_s))
 
     def stop(self) -> None:
         self.stopped.set()
@@ -61,7 +76,7 @@ def install(app: Celery, settings: Settings) -> None:
         if sender is None or sender.app is not app:
             return
         queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
-        state["beat"] = Heartbeat(settings, sender.hostname, queues)
+        state["beat"] = Heartbeat(settings, sender.hostname, queues, app=app)
         state["beat"].start()
 
     @worker_shutdown.connect(weak=False)

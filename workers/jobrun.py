@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,8 @@ def run_claimed(ctx: WorkerContext, job_id: int, worker: str | None,
     job = claim(ctx, job_id, worker)
     if job is None:
         return
+    beat = JobHeartbeat(ctx, job_id)
+    beat.start()
     try:
         work(job, Reporter(ctx, job_id))
     except Cancelled:
@@ -49,6 +52,32 @@ def run_claimed(ctx: WorkerContext, job_id: int, worker: str | None,
     except Exception as e:
         log.exception("job %s failed", job_id)
         finish(ctx, job_id, JobStatus.failed, error=f"internal error ({type(e).__name__}); see the worker log")
+    finally:
+        beat.stop()
+
+
+class JobHeartbeat(threading.Thread):
+    """Refreshes `job.heartbeat_at` while the job runs in this process; the reaper (workers/reaper.py)
+    takes a job whose heartbeat stopped for a job whose process died."""
+
+    def __init__(self, ctx: WorkerContext, job_id: int) -> None:
+        super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
+        self.ctx, self.job_id = ctx, job_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.ctx.settings.job_heartbeat_s):
+            try:
+                with self.ctx.sessions() as s:
+                    s.execute(update(Job).where(Job.id == self.job_id, Job.status == JobStatus.running)
+                              .values(heartbeat_at=utcnow()))
+                    s.commit()
+            except Exception as e:  # noqa: BLE001 - the database may be restarting; try again next beat
+                log.warning("job %s heartbeat failed: %s", self.job_id, e)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
 
 
 def claim(ctx: WorkerContext, job_id: int, worker: str | None = None) -> Job | None:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from learngene import PRESETS
+from service.auth import WRITE
 from service.db import SessionDep
 from service.models import Collective, Learngene, Task
 from service.problems import Problem, ProblemDetail, not_found
@@ -43,8 +44,9 @@ def collective_public(session, c: Collective, with_versions: bool = True) -> Col
     return out
 
 
-@router.post("", status_code=201, response_model=CollectivePublic,
-             responses={409: {"model": ProblemDetail}, 422: {"model": ProblemDetail}})
+@router.post("", status_code=201, response_model=CollectivePublic, dependencies=[WRITE],
+             responses={401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}, 409: {"model": ProblemDetail},
+                        422: {"model": ProblemDetail}})
 def create_collective(body: CollectiveCreate, session: SessionDep, response: Response) -> CollectivePublic:
     if body.preset not in PRESETS:
         raise Problem(422, "Unknown preset", f"preset {body.preset!r} is not one of {', '.join(sorted(PRESETS))}",

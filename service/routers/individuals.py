@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, Query
 from sqlalchemy import select
 
-from service.deps import EnqueueDep, IdempotencyKey, ModelsDep, SessionDep, SettingsDep, StoreDep
+from service.auth import READ, WRITE
+from service.deps import MAX_ID, EnqueueDep, IdempotencyKey, ModelsDep, RowId, SessionDep, SettingsDep, StoreDep
 from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
 from service.models import Individual, Job, JobKind, Learngene
 from service.pagination import PageDep, paginate
@@ -28,9 +29,10 @@ from service.weights import weights_response
 
 router = APIRouter(prefix="/individuals", tags=["individuals"])
 ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 503)}
+AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
+@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE])
 def create_individual(
     form: Annotated[IndividualCreate, Form()],
     file: Annotated[UploadFile, File(description="labelled support set: .npz or .zip")],
@@ -92,7 +94,8 @@ def _get(session, individual_id: int) -> Individual:
 
 
 @router.get("", response_model=Page[IndividualPublic])
-def list_individuals(session: SessionDep, page: PageDep, learngene_id: int | None = None) -> Page[IndividualPublic]:
+def list_individuals(session: SessionDep, page: PageDep,
+                     learngene_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Page[IndividualPublic]:
     stmt = select(Individual)
     if learngene_id is not None:
         stmt = stmt.where(Individual.learngene_id == learngene_id)
@@ -101,12 +104,13 @@ def list_individuals(session: SessionDep, page: PageDep, learngene_id: int | Non
 
 
 @router.get("/{individual_id}", response_model=IndividualPublic, responses={404: {"model": ProblemDetail}})
-def get_individual(individual_id: int, session: SessionDep) -> IndividualPublic:
+def get_individual(individual_id: RowId, session: SessionDep) -> IndividualPublic:
     return individual_public(_get(session, individual_id))
 
 
-@router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=ERRORS)
-def predict(individual_id: int, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
+@router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=AUTH_ERRORS,
+             dependencies=[READ])
+def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
             session: SessionDep, settings: SettingsDep, models: ModelsDep) -> PredictionsPublic:
     ind = _get(session, individual_id)
     session.close()  # free the connection while the model runs
@@ -116,6 +120,6 @@ def predict(individual_id: int, file: Annotated[UploadFile, File(description=".n
 
 @router.get("/{individual_id}/weights", response_class=Response, responses={
     200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, 404: {"model": ProblemDetail}})
-def get_individual_weights(individual_id: int, session: SessionDep, store: StoreDep, request: Request) -> Response:
+def get_individual_weights(individual_id: RowId, session: SessionDep, store: StoreDep, request: Request) -> Response:
     ind = _get(session, individual_id)
     return weights_response(store, ind.weights_sha256, f"individual-{ind.id}.safetensors", request)

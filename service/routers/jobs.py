@@ -12,7 +12,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from service.deps import SessionDep, SettingsDep
+from service.auth import WRITE
+from service.deps import RowId, SessionDep, SettingsDep
 from service.jobs import cancel, job_public
 from service.models import Job, JobKind, JobStatus
 from service.pagination import PageDep, paginate
@@ -42,14 +43,15 @@ def list_jobs(session: SessionDep, page: PageDep, status: JobStatus | None = Non
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses={404: {"model": ProblemDetail}})
-def get_job(job_id: int, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
+def get_job(job_id: RowId, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
     job = _get(session, job_id)
     if not JobStatus(job.status).final:
         response.headers["Retry-After"] = str(settings.retry_after_s)
     return job_public(job)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic,
-             responses={404: {"model": ProblemDetail}, 409: {"model": ProblemDetail}})
-def cancel_job(job_id: int, session: SessionDep) -> JobPublic:
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic, dependencies=[WRITE],
+             responses={401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}, 404: {"model": ProblemDetail},
+                        409: {"model": ProblemDetail}})
+def cancel_job(job_id: RowId, session: SessionDep) -> JobPublic:
     return job_public(cancel(session, _get(session, job_id)))

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from service.deps import SessionDep, StoreDep
+from service.deps import MAX_ID, RowId, SessionDep, StoreDep
 from service.models import Collective, CollectiveVersion, Learngene, Task
 from service.pagination import PageDep, paginate
 from service.problems import ProblemDetail, not_found
@@ -43,9 +43,10 @@ def learngene_public(row) -> LearngenePublic:
 def list_learngenes(
     session: SessionDep, page: PageDep,
     collective: Annotated[str | None, Query(max_length=100)] = None,
-    collective_version: Annotated[int | None, Query(ge=1, description="a version number of the collective")] = None,
+    collective_version: Annotated[int | None, Query(ge=1, le=MAX_ID,
+                                                   description="a version number of the collective")] = None,
     method: Annotated[str | None, Query(max_length=32)] = None,
-    max_parameters: Annotated[int | None, Query(ge=0)] = None,
+    max_parameters: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> Page[LearngenePublic]:
     stmt = _rows()
     if collective is not None:
@@ -68,7 +69,7 @@ def _get(session, learngene_id: int):
 
 
 @router.get("/{learngene_id}", response_model=LearngeneDetail, responses=NOT_FOUND)
-def get_learngene(learngene_id: int, session: SessionDep) -> LearngeneDetail:
+def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
     row = _get(session, learngene_id)
     lg, collective, number = row
     version = lg.collective_version
@@ -88,6 +89,6 @@ def get_learngene(learngene_id: int, session: SessionDep) -> LearngeneDetail:
 
 @router.get("/{learngene_id}/weights", response_class=Response, responses={
     200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, **NOT_FOUND})
-def get_learngene_weights(learngene_id: int, session: SessionDep, store: StoreDep, request: Request) -> Response:
+def get_learngene_weights(learngene_id: RowId, session: SessionDep, store: StoreDep, request: Request) -> Response:
     lg = _get(session, learngene_id)[0]
     return weights_response(store, lg.weights_sha256, f"learngene-{lg.id}.safetensors", request)

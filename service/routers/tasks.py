@@ -14,7 +14,8 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import func, select
 
 from learngene.data import InputSpec
-from service.deps import EnqueueDep, IdempotencyKey, SessionDep, SettingsDep, StoreDep
+from service.auth import WRITE
+from service.deps import EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
 from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
 from service.models import Collective, CollectiveVersion, Job, JobKind, JobStatus, Learngene, Task
 from service.pagination import PageDep, paginate
@@ -25,9 +26,10 @@ from service.uploads import parse_dataset, read_upload
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 ERRORS = {code: {"model": ProblemDetail} for code in (413, 422, 503)}
+AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=ERRORS)
+@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE])
 def create_task(form: Annotated[TaskCreate, Form()], file: Annotated[UploadFile, File(description=".npz or .zip")],
                 session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
                 response: Response, idempotency_key: IdempotencyKey = None) -> JobPublic:
@@ -93,7 +95,7 @@ def list_tasks(session: SessionDep, page: PageDep, collective: Annotated[str | N
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses={404: {"model": ProblemDetail}})
-def get_task(task_id: int, session: SessionDep) -> TaskPublic:
+def get_task(task_id: RowId, session: SessionDep) -> TaskPublic:
     row = session.execute(_task_rows().where(Task.id == task_id)).first()
     if row is None:
         raise not_found("task", task_id)

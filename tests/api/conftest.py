@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.app import create_app
+from service.auth import ensure_key
 from service.migrate import upgrade
 from service.models import Job, JobKind
 from service.settings import Settings
@@ -41,8 +42,13 @@ class Api:
         return r.json()
 
 
+API_KEY = "lgk_test-write-key"  # the `api` fixture's client sends it; tests/api/test_auth.py checks the rest
+
+
 def make_settings(tmp_path, **overrides) -> Settings:
     # "gradient" extraction: the validated one trains pseudo tasks, too slow for 2 cores and many tests.
+    # Apps built by tests themselves run with auth off (they test other things); the `api` fixture's is on.
+    overrides.setdefault("auth", False)
     return Settings(data_dir=tmp_path / "var", extract_method="gradient", progress_interval_s=0.0, **overrides)
 
 
@@ -54,9 +60,12 @@ def settings_for():
 
 @pytest.fixture
 def api(tmp_path) -> Api:
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, auth=True)
     upgrade(settings)
     ctx = WorkerContext.from_settings(settings, name="test@api")
+    with ctx.sessions() as s:
+        ensure_key(s, API_KEY, "write", name="tests")
+        s.commit()
     holder: dict[str, Api] = {}
 
     def enqueue(job: Job) -> None:
@@ -66,6 +75,6 @@ def api(tmp_path) -> Api:
         holder["api"].sent.append(job.id)
 
     app = create_app(settings, enqueue=enqueue)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
         holder["api"] = Api(client=client, settings=settings, ctx=ctx)
         yield holder["api"]

@@ -12,17 +12,19 @@ from safetensors.torch import load as load_safetensors
 pytestmark = pytest.mark.e2e
 
 TASKS = [["alpha", "beta", "gamma"], ["delta", "eps", "zeta"], ["eta", "theta", "alpha"]]
+KEY = "lgk_e2e-write-key"  # LEARNGENE_API_KEY: the automation path of item 2
 TARGET = ["p", "q", "r", "s"]
 
 
 @pytest.fixture
 def service(tmp_path, kit):
     port = kit.free_port()
-    settings = {"data_dir": tmp_path / "var", "port": port, "extract_method": "gradient"}
+    settings = {"data_dir": tmp_path / "var", "port": port, "extract_method": "gradient", "api_key": KEY}
     proc = kit.spawn(["-m", "service", "run"], settings, tmp_path / "service.log")
     try:
         kit.wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc, log=tmp_path / "service.log")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                          headers={"Authorization": f"Bearer {KEY}"}) as client:
             yield client
     finally:
         kit.stop(proc)

@@ -12,12 +12,14 @@ from celery.contrib.testing.worker import start_worker
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.cli import register_env_key
 from service.migrate import upgrade
 from service.settings import Settings
 from workers.heartbeat import Heartbeat
 from workers.worker import make_worker_app
 
 pytestmark = pytest.mark.integration
+API_KEY = "lgk_integration-write-key"
 
 
 @dataclass
@@ -32,7 +34,7 @@ class Stack:
 
 
 def stack_settings(tmp_path, database: str, broker: str, pg_url: str | None, redis_broker) -> Settings:
-    values: dict = {"data_dir": tmp_path / "var", "extract_method": "gradient", "progress_interval_s": 0.2,
+    values: dict = {"api_key": API_KEY, "data_dir": tmp_path / "var", "extract_method": "gradient", "progress_interval_s": 0.2,
                     "worker_heartbeat_s": 1.0}
     if database == "postgresql":
         values["database_url"] = pg_url
@@ -48,6 +50,7 @@ def stack(request, tmp_path, kit, redis_broker):
     pg_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
     settings = stack_settings(tmp_path, database, broker, pg_url, redis_broker)
     upgrade(settings)
+    register_env_key(settings)
     worker_app = make_worker_app(settings)
     name = f"it-{database}-{broker}@test"
     # Celery's test worker does not send worker_ready, which starts the heartbeat of a real worker.
@@ -56,7 +59,8 @@ def stack(request, tmp_path, kit, redis_broker):
                       hostname=name, loglevel="WARNING"):
         beat.start()
         try:
-            with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            with TestClient(create_app(settings), raise_server_exceptions=False,
+                            headers={"Authorization": f"Bearer {API_KEY}"}) as client:
                 yield Stack(client=client, settings=settings, worker_name=name, kit=kit)
         finally:
             beat.stop()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_a_queued_job_survives_a_restart_of_api_and_worker(tmp_path, make_task, kit):
     data_dir = tmp_path / "var"
     port = kit.free_port()
-    settings = {"data_dir": data_dir, "port": port, "extract_method": "gradient"}
+    settings = {"data_dir": data_dir, "port": port, "extract_method": "gradient", "auth": "off"}
     url = f"http://127.0.0.1:{port}"
 
     # 1. The API alone (no worker yet): the upload is accepted and stays queued, on disk.
@@ -65,7 +65,8 @@ def test_a_job_interrupted_by_a_crash_runs_again_after_restart(tmp_path, make_ta
     so the next start finds the job `running` with no worker, and queues it again."""
     data_dir = tmp_path / "var"
     port = kit.free_port()
-    settings = {"data_dir": data_dir, "port": port, "extract_method": "gradient", "progress_interval_s": 0.1}
+    settings = {"data_dir": data_dir, "port": port, "extract_method": "gradient", "progress_interval_s": 0.1,
+                "auth": "off"}
     url = f"http://127.0.0.1:{port}"
     registry = create_engine(f"sqlite:///{data_dir / 'registry.sqlite3'}")
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+KEY = "lgk_topology-write-key"
 pytestmark = pytest.mark.integration
 
 
@@ -18,12 +19,14 @@ def topology(tmp_path, pg_url, redis_broker, kit):
         "database_url": pg_url, "broker_url": redis_broker.url,
         "redis_key_prefix": f"{redis_broker.prefix}{tmp_path.name}:", "data_dir": tmp_path / "var",
         "port": port, "extract_method": "gradient", "worker_heartbeat_s": 1, "progress_interval_s": 0.2,
+        "api_key": KEY,
     }
     api = kit.spawn(["-m", "service", "api"], settings, tmp_path / "api.log")
     kit.wait_http(f"http://127.0.0.1:{port}/healthz", proc=api, log=tmp_path / "api.log")  # migrated by now
     workers = [kit.spawn(["-m", "workers", "-n", f"w{i}@%h"], settings, tmp_path / f"w{i}.log") for i in (1, 2)]
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers={"Authorization": f"Bearer {KEY}"}) as client:
             yield client
     finally:
         for proc in [*workers, api]:

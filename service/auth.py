@@ -1,0 +1,100 @@
+"""API keys: bearer tokens, stored only as their sha256, scoped `read` or `write`.
+
+    token, row = create_key(session, "write", name="ci")   # the token is shown once and never stored
+    @router.post(..., dependencies=[WRITE])                # 401 without a valid key, 403 with a read key
+
+Which endpoints need what (docs/service.md, "API keys"):
+  * every mutating endpoint (POST, DELETE: tasks, individuals, collectives, job cancel) needs a `write` key;
+  * POST /individuals/{id}/predictions changes nothing, but runs a model: any valid key (`read` or `write`);
+  * GET endpoints are open.
+`Settings.auth = False` (LEARNGENE_AUTH=off) turns all checks off, for local use only.
+
+A token is never logged: only its sha256 is compared, and failures say why without echoing it.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.models import ApiKey, utcnow
+from service.problems import Problem
+from service.settings import Settings
+
+log = logging.getLogger("service.auth")
+SCOPES = ("read", "write")
+TOKEN_PREFIX = "lgk_"
+REALM = 'Bearer realm="learngene"'
+
+bearer = HTTPBearer(auto_error=False, description="an API key: `python -m service keys create --scope write`")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_key(session: Session, scope: str, name: str = "", token: str | None = None) -> tuple[str, ApiKey]:
+    """Store a new key (or the given token's hash) and return the token with its row; commit is the caller's."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    token = token or new_token()
+    row = ApiKey(name=name, scope=scope, key_hash=hash_token(token), created_at=utcnow())
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def ensure_key(session: Session, token: str, scope: str = "write", name: str = "LEARNGENE_API_KEY") -> ApiKey:
+    """Make sure this token is a live key (for LEARNGENE_API_KEY at start); a revoked one stays revoked."""
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))
+    if row is None:
+        _, row = create_key(session, scope, name=name, token=token)
+    return row
+
+
+def lookup(session: Session, token: str) -> ApiKey | None:
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token), ApiKey.revoked_at.is_(None)))
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "Unauthorized", detail, type="unauthorized", headers={"WWW-Authenticate": REALM})
+
+
+def require(scope: str):
+    """A dependency: the request must carry a live key whose scope covers `scope` ('read' < 'write')."""
+
+    def check(request: Request,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey | None:
+        settings: Settings = request.app.state.settings
+        if not settings.auth:
+            return None
+        if credentials is None:
+            raise _unauthorized("this endpoint needs an API key: send `Authorization: Bearer <key>`")
+        with request.app.state.sessions() as s:
+            key = lookup(s, credentials.credentials)
+            if key is not None:
+                s.expunge(key)
+        if key is None:
+            raise _unauthorized("the API key is unknown or revoked")
+        if scope == "write" and key.scope != "write":
+            log.info("api key %s (scope %s) refused on %s %s", key.id, key.scope, request.method, request.url.path)
+            raise Problem(403, "Forbidden", f"this endpoint needs a key with scope 'write'; key {key.id} has "
+                          f"scope '{key.scope}'", type="insufficient-scope",
+                          headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="write"'})
+        return key
+
+    return Depends(check)
+
+
+WRITE = require("write")
+READ = require("read")
