@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from learngene import Collective, InputSpec, Learngene, TaskDataset, TrainOptions, ValidationOptions, to_input
+from learngene import Collective, InputSpec, Learngene, TrainOptions, ValidationOptions, to_input
 from learngene.baselines import linear_probe_accuracy, prototype_accuracy
 from learngene.datasets import BASE_SCRIPTS, NOVEL_SCRIPTS, OPEN_WORLD_SCRIPTS, load_glyphs
 from learngene.device import select_device
@@ -120,9 +120,7 @@ def train_flops_per_sample(net, spec: InputSpec) -> float:
 def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], args) -> list[dict]:
     device = select_device()
     spec = c.spec
-    novel = glyphs.classes_of(NOVEL_SCRIPTS)
     labels = glyphs.labels
-    script_of = np.array(glyphs.class_script)
     whole = Learngene.whole(c)
     default = genes["validated"] if "validated" in genes else genes["gradient"]
     num_layers = len(c.net.blocks)

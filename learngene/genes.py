@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import InputSpec, TaskDataset
+from .data import InputSpec
 from .gradstats import candidate_blocks, choose_block, stability_scores
 from .individual import TrainOptions, build_net, fit
 from .model import NetConfig
@@ -170,7 +170,3 @@ def validate_blocks(collective, blocks: list[list[int]], options: ValidationOpti
                       "fraction": (bi + 1) / len(blocks)})
     return results
 
-
-def pseudo_task_dataset(x: torch.Tensor, y: torch.Tensor, names: list[str]) -> TaskDataset:
-    """Stored (N, C, S, S) uint8 → TaskDataset (N, S, S, C), for callers that want the public API."""
-    return TaskDataset(x.permute(0, 2, 3, 1).numpy(), y.numpy(), names)
