@@ -25,6 +25,13 @@ def escaping_zip() -> bytes:
     return buf.getvalue()
 
 
+def zip_with(name: str, data: bytes, compress: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        z.writestr(name, data)
+    return buf.getvalue()
+
+
 BAD_UPLOADS = {
     "not a dataset": (b"hello, world", "expected an .npz or a .zip"),
     "no labels": (npz(x=np.zeros((4, 8, 8), np.uint8)), "no array named 'y'"),
@@ -34,6 +41,12 @@ BAD_UPLOADS = {
     "lengths differ": (npz(x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1])), "must match"),
     "pickled objects": (npz(x=np.array([object()] * 4, dtype=object), y=np.array([0, 0, 1, 1])), "pickled"),
     "zip escapes": (escaping_zip(), "escapes"),
+    "absolute zip path": (zip_with("/etc/a.png", b"x"), "escapes"),
+    "zip bomb": (zip_with("a/0.png", b"\0" * 5_000_000, compress=True), "zip bomb"),
+    "not an image in the zip": (zip_with("a/0.png", b"plain text, not a png"), "not an image"),
+    "NaN images": (npz(x=np.full((4, 8, 8), np.nan, np.float32), y=np.array([0, 0, 1, 1])), "NaN"),
+    "wrong rank": (npz(x=np.zeros((4, 8), np.uint8), y=np.array([0, 0, 1, 1])), "rank"),
+    "images far too large": (npz(x=np.zeros((2, 1100, 8), np.uint8), y=np.array([0, 1])), "exceed"),
 }
 
 
