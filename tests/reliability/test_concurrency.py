@@ -51,22 +51,22 @@ def test_ten_clients_at_once_all_jobs_final_and_one_version_chain(tmp_path, pg_u
         first = kit.wait_job(client, task(0)["id"], timeout=120)  # the learngene the individuals need
         assert first["status"] == "succeeded", first
 
-        # 8 individual orders, 2 task uploads and 2 retries of one upload (same Idempotency-Key), all at once.
-        calls = [lambda i=i: individual(i) for i in range(8)] + [lambda: task(1), lambda: task(2, "upload-2"),
-                                                                   lambda: task(2, "upload-2")]
+        # 20 individual orders, 3 task uploads and a retry of one upload (same Idempotency-Key), all at once.
+        calls = [lambda i=i: individual(i) for i in range(20)] + [
+            lambda: task(1), lambda: task(3), lambda: task(2, "upload-2"), lambda: task(2, "upload-2")]
         with ThreadPoolExecutor(len(calls)) as pool:
             futures = [pool.submit(c) for c in calls]
             jobs = [f.result() for f in futures]
         ids = [j["id"] for j in jobs]
         assert ids[-1] == ids[-2]  # the retried upload is the same job
-        assert len(set(ids)) == 10
+        assert len(set(ids)) == 23
         final = [kit.wait_job(client, i, timeout=180) for i in sorted(set(ids))]
-        assert Counter(j["status"] for j in final) == Counter({"succeeded": 10}), final
+        assert Counter(j["status"] for j in final) == Counter({"succeeded": 23}), final
         assert {j["worker"].split("@")[0] for j in final if j["kind"] == "individual"} <= {"w1", "w2"}
 
         versions = client.get("/collectives/default").json()["versions"]
-        assert [(v["number"], v["parent"]) for v in versions] == [(1, None), (2, 1), (3, 2)]
-        assert len(client.get("/learngenes").json()["items"]) == 3
+        assert [(v["number"], v["parent"]) for v in versions] == [(1, None), (2, 1), (3, 2), (4, 3)]
+        assert len(client.get("/learngenes").json()["items"]) == 4
         assert client.get("/jobs", params={"limit": 50}).json()["items"]
         requests = sum(statuses.values())
         assert not [s for s in statuses if s >= 500]
