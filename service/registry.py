@@ -12,6 +12,15 @@ from sqlalchemy.orm import Session
 
 from learngene.data import InputSpec
 from service.models import Collective, CollectiveVersion, Individual, Learngene, Task
+from service.problems import not_found
+
+
+def get_or_404(session: Session, model: type, ident: int, what: str):
+    """The row of `model` with primary key `ident`, or a 404 problem naming `what`."""
+    row = session.get(model, ident)
+    if row is None:
+        raise not_found(what, ident)
+    return row
 
 
 def collective_by_name(session: Session, name: str) -> Collective | None:

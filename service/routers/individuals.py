@@ -21,8 +21,8 @@ from service.deps import MAX_ID, EnqueueDep, IdempotencyKey, ModelsDep, RowId, S
 from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
 from service.models import Individual, Job, JobKind, Learngene
 from service.pagination import PageDep, paginate
-from service.problems import Problem, ProblemDetail, not_found
-from service.registry import newest_learngene
+from service.problems import Problem, ProblemDetail
+from service.registry import get_or_404, newest_learngene
 from service.schemas import IndividualCreate, IndividualPublic, JobPublic, Page, PredictionsPublic
 from service.uploads import parse_dataset, parse_images, read_upload
 from service.weights import weights_response
@@ -86,12 +86,6 @@ def individual_public(ind: Individual) -> IndividualPublic:
     )
 
 
-def _get(session, individual_id: int) -> Individual:
-    found = session.get(Individual, individual_id)
-    if found is None:
-        raise not_found("individual", individual_id)
-    return found
-
 
 @router.get("", response_model=Page[IndividualPublic])
 def list_individuals(session: SessionDep, page: PageDep,
@@ -105,14 +99,14 @@ def list_individuals(session: SessionDep, page: PageDep,
 
 @router.get("/{individual_id}", response_model=IndividualPublic, responses={404: {"model": ProblemDetail}})
 def get_individual(individual_id: RowId, session: SessionDep) -> IndividualPublic:
-    return individual_public(_get(session, individual_id))
+    return individual_public(get_or_404(session, Individual, individual_id, "individual"))
 
 
 @router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=AUTH_ERRORS,
              dependencies=[READ])
 def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
             session: SessionDep, settings: SettingsDep, models: ModelsDep) -> PredictionsPublic:
-    ind = _get(session, individual_id)
+    ind = get_or_404(session, Individual, individual_id, "individual")
     session.close()  # free the connection while the model runs
     images = parse_images(read_upload(file, settings), settings)
     return PredictionsPublic(predictions=models.get(ind.weights_sha256).predict(images))
@@ -121,5 +115,5 @@ def predict(individual_id: RowId, file: Annotated[UploadFile, File(description="
 @router.get("/{individual_id}/weights", response_class=Response, responses={
     200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, 404: {"model": ProblemDetail}})
 def get_individual_weights(individual_id: RowId, session: SessionDep, store: StoreDep, request: Request) -> Response:
-    ind = _get(session, individual_id)
+    ind = get_or_404(session, Individual, individual_id, "individual")
     return weights_response(store, ind.weights_sha256, f"individual-{ind.id}.safetensors", request)

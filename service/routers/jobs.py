@@ -17,17 +17,12 @@ from service.deps import RowId, SessionDep, SettingsDep
 from service.jobs import cancel, job_public
 from service.models import Job, JobKind, JobStatus
 from service.pagination import PageDep, paginate
-from service.problems import ProblemDetail, not_found
+from service.problems import ProblemDetail
+from service.registry import get_or_404
 from service.schemas import JobPublic, Page
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-
-def _get(session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise not_found("job", job_id)
-    return job
 
 
 @router.get("", response_model=Page[JobPublic])
@@ -44,7 +39,7 @@ def list_jobs(session: SessionDep, page: PageDep, status: JobStatus | None = Non
 
 @router.get("/{job_id}", response_model=JobPublic, responses={404: {"model": ProblemDetail}})
 def get_job(job_id: RowId, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
-    job = _get(session, job_id)
+    job = get_or_404(session, Job, job_id, "job")
     if not JobStatus(job.status).final:
         response.headers["Retry-After"] = str(settings.retry_after_s)
     return job_public(job)
@@ -54,4 +49,4 @@ def get_job(job_id: RowId, session: SessionDep, settings: SettingsDep, response:
              responses={401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}, 404: {"model": ProblemDetail},
                         409: {"model": ProblemDetail}})
 def cancel_job(job_id: RowId, session: SessionDep) -> JobPublic:
-    return job_public(cancel(session, _get(session, job_id)))
+    return job_public(cancel(session, get_or_404(session, Job, job_id, "job")))
