@@ -87,8 +87,11 @@ def build_net(learngene: "Learngene", num_classes: int, init: str = "learngene",
 
 def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, anchored: list[int] | None = None,
         progress: Progress | None = None, should_stop: ShouldStop | None = None,
-        device: torch.device | None = None) -> list[dict]:
-    """Train `net` on converted images x (N, C, S, S), labels y (N,); returns the per-epoch history."""
+        device: torch.device | None = None, held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
+    """Train `net` on converted images x (N, C, S, S), labels y (N,); returns the per-epoch history.
+
+    With `held_out` (x, y) each epoch's entry also has its `eval_accuracy` (the training curve users see).
+    """
     o = options.resolved()
     device = device or select_device()
     gen = torch.Generator().manual_seed(o.seed)
@@ -125,11 +128,23 @@ def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, a
             correct += int((logits.argmax(1) == by).sum())
             seen += len(idx)
         history.append({"epoch": epoch + 1, "loss": total_loss / seen, "accuracy": correct / seen})
+        if held_out is not None:
+            history[-1]["eval_accuracy"] = accuracy(logits_of(net, held_out[0], device), held_out[1])
         if progress:
             progress({"stage": "train", "epoch": epoch + 1, "epochs": o.epochs, "loss": total_loss / seen,
                       "fraction": (epoch + 1) / o.epochs})
     net.eval()
     return history
+
+
+def _matching(ds: TaskDataset, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of `ds` whose class is in `class_names` (by name), and their indices there."""
+    index = {n: i for i, n in enumerate(class_names)}
+    ids = np.array([index.get(ds.class_names[c], -1) for c in ds.y])
+    keep = ids >= 0
+    if not keep.any():
+        raise DatasetError("the evaluation set shares no class name with the individual's classes")
+    return keep, ids[keep]
 
 
 @dataclass
@@ -150,20 +165,12 @@ class Individual:
     def parameters(self) -> int:
         return count_parameters(self.net)
 
-    def _targets(self, ds: TaskDataset) -> tuple[np.ndarray, np.ndarray]:
-        index = {n: i for i, n in enumerate(self.class_names)}
-        ids = np.array([index.get(ds.class_names[c], -1) for c in ds.y])
-        keep = ids >= 0
-        if not keep.any():
-            raise DatasetError("the evaluation set shares no class name with the individual's classes")
-        return keep, ids[keep]
-
     def logits(self, images: np.ndarray) -> torch.Tensor:
         return logits_of(self.net, to_input(images, self.spec), select_device())
 
     def evaluate(self, ds: TaskDataset) -> float:
         """Accuracy on the samples of `ds` whose class the individual knows (matched by name)."""
-        keep, targets = self._targets(ds)
+        keep, targets = _matching(ds, self.class_names)
         return accuracy(self.logits(ds.x[keep]), torch.from_numpy(targets))
 
     def predict(self, images: np.ndarray) -> list[dict]:
@@ -210,7 +217,11 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
     inherited = layers if o.init == "learngene" else []
     net = build_net(learngene, support.num_classes, o.init, o.fresh_width, layers, generator_seed=o.seed)
     x, y = to_input(support.x, spec), torch.from_numpy(support.y)
-    history = fit(net, x, y, o, anchored=inherited, progress=progress, should_stop=should_stop)
+    held_out = None
+    if eval_set is not None:
+        keep, targets = _matching(eval_set, list(support.class_names))
+        held_out = (to_input(eval_set.x[keep], spec), torch.from_numpy(targets))
+    history = fit(net, x, y, o, anchored=inherited, progress=progress, should_stop=should_stop, held_out=held_out)
     device = select_device()
     # Unknown threshold: 95% of augmented views of the support samples stay below it.
     gen = torch.Generator().manual_seed(o.seed + 1)

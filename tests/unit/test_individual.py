@@ -41,6 +41,9 @@ def test_learns_an_easy_task_and_reports_metrics(learngene, task_factory):
     assert ind.metrics["train_accuracy"] > 0.6
     assert len(ind.metrics["history"]) == 15
     assert set(ind.metrics) >= {"train_accuracy", "eval_accuracy", "history"}
+    # The curve's per-epoch eval accuracy ends where the reported one does (the same net, the same samples).
+    curve = [h["eval_accuracy"] for h in ind.metrics["history"]]
+    assert all(0 <= a <= 1 for a in curve) and curve[-1] == ind.metrics["eval_accuracy"]
 
 
 def test_predict_and_round_trip(learngene, task_factory):
