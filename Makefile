@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-quick fonts glyphs clean
+.PHONY: install run test bench bench-quick fonts browser glyphs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,13 +19,19 @@ install: $(STAMP)
 # The embedded service: migrations, one Celery worker and the API; prints its URL.
 # LEARNGENE_PORT (default 8000) and LEARNGENE_DATA_DIR (default ./var) override.
 run: $(STAMP)
-	$(BIN)/python -m service run
+	$(BIN)/learngene serve
 
+# The browser test needs Debian's Chromium: installed first when apt can (best effort; the test says if not).
 test: $(STAMP)
+	-bash scripts/install-browser.sh
 	$(BIN)/python -m pytest -q
 
 fonts:
 	bash scripts/install-fonts.sh
+
+# Debian's chromium (+ chromium-driver) for tests/e2e/test_browser.py.
+browser:
+	bash scripts/install-browser.sh
 
 bench: $(STAMP) fonts
 	$(BIN)/python -m bench.fewshot

@@ -223,13 +223,20 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
         held_out = (to_input(eval_set.x[keep], spec), torch.from_numpy(targets))
     history = fit(net, x, y, o, anchored=inherited, progress=progress, should_stop=should_stop, held_out=held_out)
     device = select_device()
-    # Unknown threshold: 95% of augmented views of the support samples stay below it.
-    gen = torch.Generator().manual_seed(o.seed + 1)
-    views = torch.cat([augment(x, gen) for _ in range(max(1, 64 // len(x)))] + [x])
-    threshold = calibrate_threshold(unknown_score(logits_of(net, views, device), o.score).numpy())
+    # Unknown threshold: 95% of known-class samples stay below it. The held-out set is the honest sample
+    # when there is one: the net has fitted its own support views, so a threshold from them alone flags
+    # many ordinary new images as unknown.
+    if held_out is not None:
+        known, threshold_from = held_out[0], "eval set"
+    else:
+        gen = torch.Generator().manual_seed(o.seed + 1)
+        known = torch.cat([augment(x, gen) for _ in range(max(1, 64 // len(x)))] + [x])
+        threshold_from = "augmented support views"
+    threshold = calibrate_threshold(unknown_score(logits_of(net, known, device), o.score).numpy())
     ind = Individual(net, spec, list(support.class_names), o.init, list(inherited), threshold, o.score,
                      options=asdict(o))
-    ind.metrics = {"train_accuracy": accuracy(logits_of(net, x, device), y), "history": history}
+    ind.metrics = {"train_accuracy": accuracy(logits_of(net, x, device), y), "history": history,
+                   "unknown_threshold_from": threshold_from}
     if eval_set is not None:
         ind.metrics["eval_accuracy"] = ind.evaluate(eval_set)
     return ind

@@ -12,13 +12,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import ui
 from service.artifacts import ArtifactStore
 from service.db import make_engine, make_sessionmaker
 from service.jobs import Enqueue
 from service.predict import ModelCache
 from service.problems import ProblemDetail, install_problem_handlers, problems_in_openapi
 from service.queue import make_celery, send_job
-from service.routers import collectives, health, individuals, jobs, learngenes, tasks
+from service.routers import collectives, health, individuals, jobs, learngenes, plots, tasks
+from service.routers.plots import PngCache
 from service.settings import Settings
 from service.uploads import BodyLimit
 
@@ -47,9 +49,11 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.enqueue = enqueue or (lambda job: send_job(celery, job))
     app.state.models = ModelCache(app.state.store, settings.model_cache_size,
                                   on_first_load=settings.apply_torch_threads)
+    app.state.plot_cache = PngCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     install_problem_handlers(app)
     problems_in_openapi(app)
-    for module in (health, collectives, tasks, learngenes, individuals, jobs):
+    for module in (health, collectives, tasks, learngenes, individuals, jobs, plots):
         app.include_router(module.router)
+    ui.install(app)
     return app

@@ -17,9 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from service.app import create_app
 from service.auth import SCOPES, create_key, ensure_key
@@ -135,33 +138,49 @@ def _data_dir_hint(settings: Settings) -> str:
     return f"   (with LEARNGENE_DATA_DIR={settings.data_dir} if you changed it)"
 
 
-def keys_command(settings: Settings, args: argparse.Namespace) -> int:
+@contextmanager
+def registry_session(settings: Settings) -> Iterator[Session]:
+    """A session on the configured registry, migrated first: for local admin commands (API keys)."""
     upgrade(settings)
     engine = make_engine(settings.database)
     try:
         with make_sessionmaker(engine)() as s:
-            if args.action == "create":
-                token, row = create_key(s, args.scope, name=args.name or "")
-                s.commit()
-                print(f"created API key {row.id} (scope {row.scope}, name {row.name!r}). It is shown only now:")
-                print(token)
-            elif args.action == "list":
-                rows = s.scalars(select(ApiKey).order_by(ApiKey.id)).all()
-                print(f"{'id':>4}  {'scope':<6} {'state':<8} {'created':<20} name")
-                for row in rows:
-                    state = "revoked" if row.revoked_at else "active"
-                    print(f"{row.id:>4}  {row.scope:<6} {state:<8} {row.created_at:%Y-%m-%d %H:%M:%S}  {row.name}")
-            else:
-                row = s.get(ApiKey, args.id)
-                if row is None:
-                    print(f"no API key {args.id}", file=sys.stderr)
-                    return 1
-                if row.revoked_at is None:
-                    row.revoked_at = utcnow()
-                    s.commit()
-                print(f"revoked API key {row.id}")
+            yield s
     finally:
         engine.dispose()
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)).all())
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey | None:
+    """Revoke a key (once: a revoked key keeps its first revocation time); None if there is no such key."""
+    row = session.get(ApiKey, key_id)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.commit()
+    return row
+
+
+def keys_command(settings: Settings, args: argparse.Namespace) -> int:
+    with registry_session(settings) as s:
+        if args.action == "create":
+            token, row = create_key(s, args.scope, name=args.name or "")
+            s.commit()
+            print(f"created API key {row.id} (scope {row.scope}, name {row.name!r}). It is shown only now:")
+            print(token)
+        elif args.action == "list":
+            print(f"{'id':>4}  {'scope':<6} {'state':<8} {'created':<20} name")
+            for row in list_keys(s):
+                state = "revoked" if row.revoked_at else "active"
+                print(f"{row.id:>4}  {row.scope:<6} {state:<8} {row.created_at:%Y-%m-%d %H:%M:%S}  {row.name}")
+        else:
+            row = revoke_key(s, args.id)
+            if row is None:
+                print(f"no API key {args.id}", file=sys.stderr)
+                return 1
+            print(f"revoked API key {row.id}")
     return 0
 
 

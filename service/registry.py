@@ -72,3 +72,14 @@ def artifact_in_use(session: Session, digest: str) -> bool:
             )
         )
     )
+
+
+def task_names_by_version(session: Session, collective_id: int, up_to: int | None = None) -> dict[int, str]:
+    """{version number: name of the task that made it} for a collective's versions (up to `up_to`)."""
+    stmt = (select(CollectiveVersion.number, Task.name)
+            .join(Task, Task.collective_version_id == CollectiveVersion.id)
+            .where(CollectiveVersion.collective_id == collective_id)
+            .order_by(CollectiveVersion.number))
+    if up_to is not None:
+        stmt = stmt.where(CollectiveVersion.number <= up_to)
+    return dict(session.execute(stmt).all())

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_page_size: int = 500
     retry_after_s: int = Field(2, description="Retry-After sent while a job is queued or running")
     model_cache_size: int = Field(8, description="individual models kept loaded for predictions")
+    events_poll_s: float = Field(0.5, gt=0, description="how often GET /jobs/{id}/events reads the job (no pub/sub)")
 
     # API keys (service/auth.py).
     auth: bool = Field(True, description="require API keys on mutating endpoints; LEARNGENE_AUTH=off for local use only")

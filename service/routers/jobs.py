@@ -4,25 +4,28 @@
                              Retry-After while queued or running
     POST /jobs/{id}/cancel   queued: cancelled at once; running: the worker stops at its next check
     GET  /jobs               newest first, ?status=&kind=
+    GET  /jobs/{id}/events   server-sent events: status, progress, end (service/events.py)
 
     curl http://127.0.0.1:8000/jobs/1
+    curl -N http://127.0.0.1:8000/jobs/1/events
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from service.auth import WRITE
 from service.deps import RowId, SessionDep, SettingsDep
+from service.events import HEADERS, EventStream, job_events
 from service.jobs import cancel, job_public
 from service.models import Job, JobKind, JobStatus
 from service.pagination import PageDep, paginate
-from service.problems import ProblemDetail
+from service.problems import ProblemDetail, not_found
 from service.registry import get_or_404
 from service.schemas import JobPublic, Page
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
 
 
 @router.get("", response_model=Page[JobPublic])
@@ -50,3 +53,24 @@ def get_job(job_id: RowId, session: SessionDep, settings: SettingsDep, response:
                         409: {"model": ProblemDetail}})
 def cancel_job(job_id: RowId, session: SessionDep) -> JobPublic:
     return job_public(cancel(session, get_or_404(session, Job, job_id, "job")))
+
+
+@router.get("/{job_id}/events", response_class=EventStream, responses={
+    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+          "description": "server-sent events `status`, `progress` and, once the job is final, `end`; each `data:` "
+                         "is the job (JobPublic JSON), each event has an incrementing `id:`"},
+    404: {"model": ProblemDetail}})
+async def job_events_stream(job_id: RowId, request: Request, settings: SettingsDep) -> EventStream:
+    sessions = request.app.state.sessions
+
+    def load() -> JobPublic | None:
+        # A session per read: none is held open (nor a SQLite connection) for the life of the stream.
+        with sessions() as session:
+            job = session.get(Job, job_id)
+            return job_public(job) if job is not None else None
+
+    first = await run_in_threadpool(load)
+    if first is None:  # a 404 problem before any byte of the stream
+        raise not_found("job", job_id)
+    return EventStream(job_events(first, load, request.is_disconnected, poll_s=settings.events_poll_s),
+                       headers=HEADERS)

@@ -49,6 +49,8 @@ def make_settings(tmp_path, **overrides) -> Settings:
     # "gradient" extraction: the validated one trains pseudo tasks, too slow for 2 cores and many tests.
     # Apps built by tests themselves run with auth off (they test other things); the `api` fixture's is on.
     overrides.setdefault("auth", False)
+    # A short events poll: SSE streams (GET /jobs/{id}/events) see each progress write and end soon after the job.
+    overrides.setdefault("events_poll_s", 0.02)
     return Settings(data_dir=tmp_path / "var", extract_method="gradient", progress_interval_s=0.0, **overrides)
 
 

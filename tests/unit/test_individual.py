@@ -44,6 +44,9 @@ def test_learns_an_easy_task_and_reports_metrics(learngene, task_factory):
     # The curve's per-epoch eval accuracy ends where the reported one does (the same net, the same samples).
     curve = [h["eval_accuracy"] for h in ind.metrics["history"]]
     assert all(0 <= a <= 1 for a in curve) and curve[-1] == ind.metrics["eval_accuracy"]
+    # With an eval set the unknown threshold comes from it: at most ~5% of those known images are flagged.
+    assert ind.metrics["unknown_threshold_from"] == "eval set"
+    assert sum(p["unknown"] for p in ind.predict(query.x)) <= 1
 
 
 def test_predict_and_round_trip(learngene, task_factory):

@@ -1,0 +1,387 @@
+"""`learngene`: drive a Learngene service from the shell.
+
+    learngene serve                                    # the embedded service (what `python -m service run` does)
+    learngene tasks add task1.npz --epochs 10 --wait   # grow the collective, with a live progress bar
+    learngene learngenes list
+    learngene individuals create support.npz --eval query.npz --wait
+    learngene predict 1 images.npz
+    learngene --json jobs list                         # raw JSON instead of tables
+
+--url / LEARNGENE_URL and --key / LEARNGENE_API_KEY say which service and which key. An API error or an
+unreachable service prints one line on stderr (`error: 422 Invalid dataset: ...`) and exits with 1; so
+does a job that failed or was cancelled under --wait or `jobs watch`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from learngene_client import _render as render
+from learngene_client._client import Client
+from learngene_client._errors import LearngeneError
+from service.schemas import JobPublic
+
+app = typer.Typer(help="Drive a Learngene service: tasks, learngenes, individuals, predictions, jobs, keys.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+tasks_app = typer.Typer(help="Upload tasks that grow a collective.", no_args_is_help=True)
+learngenes_app = typer.Typer(help="Browse the learngene catalog.", no_args_is_help=True)
+individuals_app = typer.Typer(help="Order and inspect few-shot individual models.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Follow and cancel jobs.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (local admin: acts on this machine's registry, not over HTTP).",
+                       no_args_is_help=True)
+for sub, name in ((tasks_app, "tasks"), (learngenes_app, "learngenes"), (individuals_app, "individuals"),
+                  (jobs_app, "jobs"), (keys_app, "keys")):
+    app.add_typer(sub, name=name)
+
+# How commands get their client; tests swap it for one over the in-process app.
+client_factory: Callable[[str | None, str | None], Client] = lambda url, key: Client(url, key)
+
+
+@dataclass
+class Options:
+    url: str | None
+    key: str | None
+    json: bool
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(envvar="LEARNGENE_URL", help="the service (default http://127.0.0.1:8000)")] = None,
+    key: Annotated[str | None, typer.Option(envvar="LEARNGENE_API_KEY", help="API key for uploads and predictions")] = None,
+    json: Annotated[bool, typer.Option("--json", help="print the raw result JSON instead of tables")] = False,
+) -> None:
+    ctx.obj = Options(url=url, key=key, json=json)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+@contextmanager
+def _client(ctx: typer.Context) -> Iterator[Client]:
+    """The client for this invocation; every error it raises becomes one line on stderr and exit code 1."""
+    try:
+        with client_factory(ctx.obj.url, ctx.obj.key) as client:
+            yield client
+    except LearngeneError as e:
+        raise _fail(str(e)) from None
+    except OSError as e:  # an input file that cannot be read
+        raise _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _show(ctx: typer.Context, result: BaseModel | list[BaseModel], table: Callable[[], object]) -> None:
+    """Print `result` as JSON under --json, else the rich rendering `table()` makes of it."""
+    if ctx.obj.json:
+        if isinstance(result, list):
+            typer.echo("[" + ",\n".join(r.model_dump_json(indent=2) for r in result) + "]")
+        else:
+            typer.echo(result.model_dump_json(indent=2))
+        return
+    _console().print(table())
+
+
+def _more(next_cursor: str | None) -> None:
+    if next_cursor:
+        _console().print(f"(more: --cursor {next_cursor})")
+
+
+# ------------------------------------------------------------------------------------------- jobs
+
+
+def _outcome(client: Client, job: JobPublic) -> str:
+    """One line saying how a final job ended and what it made."""
+    if job.status != "succeeded":
+        return f"{job.status}: {job.error}" if job.error else job.status
+    result = job.result or {}
+    if job.kind == "task":
+        lg = client.get_learngene(result["learngene_id"])
+        return (f"succeeded: collective {lg.collective} v{lg.collective_version}, learngene {lg.id} "
+                f"(layers {lg.layers})")
+    ind = client.get_individual(result["individual_id"])
+    metric = "eval accuracy" if "eval_accuracy" in ind.metrics else "train accuracy"
+    value = ind.metrics.get("eval_accuracy", ind.metrics.get("train_accuracy"))
+    return f"succeeded: individual {ind.id}, {metric} {render.number(value)}"
+
+
+def _follow(ctx: typer.Context, client: Client, job: JobPublic | int) -> None:
+    """Wait for a job with a progress display, print how it ended; exit 1 unless it succeeded."""
+    if ctx.obj.json:
+        final = client.wait(job)
+        typer.echo(final.model_dump_json(indent=2))
+    else:
+        console = _console()
+        with render.JobProgressView(console) as view:
+            final = client.wait(job, on_progress=view)
+        line = _outcome(client, final)
+        if final.status == "succeeded":
+            console.print(line, soft_wrap=True)
+        else:
+            typer.echo(line, err=True)
+    if final.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _submitted(ctx: typer.Context, client: Client, job: JobPublic, wait: bool) -> None:
+    if wait:
+        _follow(ctx, client, job)
+    elif ctx.obj.json:
+        typer.echo(job.model_dump_json(indent=2))
+    else:
+        _console().print(f"job {job.id} {job.status} ({job.kind}); follow it with: learngene jobs watch {job.id}")
+
+
+@jobs_app.command("list")
+def jobs_list(ctx: typer.Context, status: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
+              kind: Annotated[str | None, typer.Option(help="task or individual")] = None,
+              limit: int | None = None, cursor: str | None = None) -> None:
+    """Jobs, newest first."""
+    with _client(ctx) as client:
+        page = client.list_jobs(status=status, kind=kind, limit=limit, cursor=cursor)
+    _show(ctx, page, lambda: render.jobs_table(page.items))
+    if not ctx.obj.json:
+        _more(page.next_cursor)
+
+
+@jobs_app.command("watch")
+def jobs_watch(ctx: typer.Context, job_id: int) -> None:
+    """Follow a job to its end (live progress), then print its outcome."""
+    with _client(ctx) as client:
+        _follow(ctx, client, job_id)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(ctx: typer.Context, job_id: int) -> None:
+    """Cancel a job: a queued one at once, a running one at its next training step."""
+    with _client(ctx) as client:
+        job = client.cancel_job(job_id)
+    _show(ctx, job, lambda: f"job {job.id}: {job.status}" + (" (cancel requested)" if job.status == "running" else ""))
+
+
+# ------------------------------------------------------------------------------------------- tasks
+
+
+@tasks_app.command("add")
+def tasks_add(ctx: typer.Context, file: Path,
+              name: Annotated[str | None, typer.Option(help="default: the file name")] = None,
+              collective: Annotated[str | None, typer.Option(help="default: the service's default collective")] = None,
+              epochs: Annotated[int | None, typer.Option(help="training epochs (service default otherwise)")] = None,
+              wait: Annotated[bool, typer.Option("--wait", help="follow the job to its end")] = False) -> None:
+    """Upload a labelled dataset (.npz or .zip of class folders): the collective learns it and grows."""
+    with _client(ctx) as client:
+        job = client.create_task(file, name=name, collective=collective, epochs=epochs)
+        _submitted(ctx, client, job, wait)
+
+
+@tasks_app.command("list")
+def tasks_list(ctx: typer.Context, collective: str | None = None, status: str | None = None,
+               limit: int | None = None, cursor: str | None = None) -> None:
+    """Tasks, newest first."""
+    with _client(ctx) as client:
+        page = client.list_tasks(collective=collective, status=status, limit=limit, cursor=cursor)
+    _show(ctx, page, lambda: render.tasks_table(page.items))
+    if not ctx.obj.json:
+        _more(page.next_cursor)
+
+
+@tasks_app.command("show")
+def tasks_show(ctx: typer.Context, task_id: int) -> None:
+    """One task: classes, what was new, the open-world report, accuracy after training."""
+    with _client(ctx) as client:
+        t = client.get_task(task_id)
+    counts = ", ".join(f"{c} {n}" for c, n in zip(t.classes, t.class_counts))
+    _show(ctx, t, lambda: render.fields([
+        ("task", f"{t.id} {t.name}"), ("status", t.status),
+        ("collective", f"{t.collective}@{t.collective_version}" if t.collective_version else t.collective),
+        ("classes", counts), ("new classes", render.short_list(t.new_classes or [])),
+        ("input", f"{t.channels}×{t.size}×{t.size}, {t.num_samples} samples"),
+        ("accuracy", render.number(t.accuracy)),
+        ("accuracy row", render.short_list(render.number(a) for a in (t.accuracy_row or []))),
+        ("learngene", t.learngene_id), ("job", t.job_id), ("created", render.when(t.created_at)),
+    ]))
+
+
+# ------------------------------------------------------------------------------------------- learngenes
+
+
+@learngenes_app.command("list")
+def learngenes_list(ctx: typer.Context, collective: str | None = None,
+                    version: Annotated[int | None, typer.Option(help="a collective version number")] = None,
+                    method: str | None = None, max_parameters: int | None = None, limit: int | None = None,
+                    cursor: str | None = None) -> None:
+    """The learngene catalog, newest first."""
+    with _client(ctx) as client:
+        page = client.list_learngenes(collective=collective, collective_version=version, method=method,
+                                      max_parameters=max_parameters, limit=limit, cursor=cursor)
+    _show(ctx, page, lambda: render.learngenes_table(page.items))
+    if not ctx.obj.json:
+        _more(page.next_cursor)
+
+
+@learngenes_app.command("show")
+def learngenes_show(ctx: typer.Context, learngene_id: int) -> None:
+    """One learngene: its layers, stability scores, lineage."""
+    with _client(ctx) as client:
+        lg = client.get_learngene(learngene_id)
+    _show(ctx, lg, lambda: render.fields([
+        ("learngene", lg.id), ("collective", f"{lg.collective}@{lg.collective_version}"), ("method", lg.method),
+        ("layers", lg.layers), ("scores", render.short_list(render.number(s, ".3f") for s in lg.scores)),
+        ("parameters", f"{lg.parameters:,}"), ("input", f"{lg.channels}×{lg.size}×{lg.size}"),
+        ("lineage", f"parent v{lg.lineage.parent_version or '-'}, task {lg.lineage.task_id} "
+                    f"({lg.lineage.task_name}), {lg.lineage.tasks_seen} task(s) seen"),
+        ("candidates", len(lg.candidates)), ("sha256", lg.sha256), ("created", render.when(lg.created_at)),
+    ]))
+
+
+# ------------------------------------------------------------------------------------------- individuals
+
+
+class Init(str, Enum):
+    learngene = "learngene"
+    scratch = "scratch"
+
+
+@individuals_app.command("create")
+def individuals_create(
+    ctx: typer.Context, support: Path,
+    eval_file: Annotated[Path | None, typer.Option("--eval", help="labelled query set: reports eval accuracy")] = None,
+    learngene: Annotated[int | None, typer.Option(help="learngene id (default: the newest)")] = None,
+    init: Annotated[Init, typer.Option(help="inherit the learngene's layers, or train from scratch")] = Init.learngene,
+    epochs: int | None = None, seed: int | None = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow the job to its end")] = False,
+) -> None:
+    """Train a few-shot individual model on a labelled support set, built on a learngene."""
+    with _client(ctx) as client:
+        job = client.create_individual(support, eval_file=eval_file, learngene_id=learngene, init=init.value,
+                                       epochs=epochs, seed=seed)
+        _submitted(ctx, client, job, wait)
+
+
+@individuals_app.command("list")
+def individuals_list(ctx: typer.Context, learngene: int | None = None, limit: int | None = None,
+                     cursor: str | None = None) -> None:
+    """Individual models, newest first."""
+    with _client(ctx) as client:
+        page = client.list_individuals(learngene_id=learngene, limit=limit, cursor=cursor)
+    _show(ctx, page, lambda: render.individuals_table(page.items))
+    if not ctx.obj.json:
+        _more(page.next_cursor)
+
+
+@individuals_app.command("show")
+def individuals_show(ctx: typer.Context, individual_id: int) -> None:
+    """One individual model: classes, shots, accuracy, training options."""
+    with _client(ctx) as client:
+        ind = client.get_individual(individual_id)
+    _show(ctx, ind, lambda: render.fields([
+        ("individual", ind.id), ("learngene", ind.learngene_id), ("init", ind.init),
+        ("classes", ", ".join(f"{c} ({ind.shots.get(c, 0)} shots)" for c in ind.classes)),
+        ("parameters", f"{ind.parameters:,}"), ("input", f"{ind.channels}×{ind.size}×{ind.size}"),
+        ("train accuracy", render.number(ind.metrics.get("train_accuracy"))),
+        ("eval accuracy", render.number(ind.metrics.get("eval_accuracy"))),
+        ("options", ", ".join(f"{k} {v}" for k, v in ind.options.items() if v is not None)),
+        ("created", render.when(ind.created_at)),
+    ]))
+
+
+@app.command("predict")
+def predict(ctx: typer.Context, individual_id: int, file: Path) -> None:
+    """Label images with an individual model: an .npz with `x`, or one image file."""
+    with _client(ctx) as client:
+        result = client.predict(individual_id, file)
+
+    def table():
+        rows = render.columns("#", "label", "probability", "unknown")
+        for i, p in enumerate(result.predictions):
+            rows.add_row(str(i), p.label, render.number(p.probabilities.get(p.label), ".3f"),
+                         "yes" if p.unknown else "")
+        return rows
+
+    _show(ctx, result, table)
+
+
+# ------------------------------------------------------------------------------------------- local admin
+
+
+@app.command("serve")
+def serve(port: Annotated[int | None, typer.Option(help="default: LEARNGENE_PORT or 8000")] = None,
+          data_dir: Annotated[Path | None, typer.Option(help="default: LEARNGENE_DATA_DIR or ./var")] = None) -> None:
+    """Start the embedded service: migrations, one worker process and the API (Ctrl+C stops both)."""
+    # Through the environment, so the worker process started by the service sees the same settings.
+    if port is not None:
+        os.environ["LEARNGENE_PORT"] = str(port)
+    if data_dir is not None:
+        os.environ["LEARNGENE_DATA_DIR"] = str(data_dir)
+    from service.cli import main as service_main  # the server stack (uvicorn, torch) only for this command
+
+    service_main(["run"])
+
+
+class Scope(str, Enum):
+    read = "read"
+    write = "write"
+
+
+@keys_app.command("create")
+def keys_create(scope: Annotated[Scope, typer.Option(help="read: predictions; write: uploads and cancels too")],
+                name: Annotated[str, typer.Option(help="a note saying who or what uses the key")] = "") -> None:
+    """Make an API key and print it (once: only its hash is stored)."""
+    from service.auth import create_key
+    from service.cli import registry_session
+    from service.settings import Settings
+
+    with registry_session(Settings()) as session:
+        token, row = create_key(session, scope.value, name=name)
+        session.commit()
+        typer.echo(f"created API key {row.id} (scope {row.scope}, name {row.name!r}). It is shown only now:")
+        typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: id, scope, active or revoked, created, name (never the tokens)."""
+    from service.cli import list_keys, registry_session
+    from service.settings import Settings
+
+    table = render.columns("id", "scope", "state", "created", "name")
+    with registry_session(Settings()) as session:
+        for row in list_keys(session):
+            table.add_row(str(row.id), row.scope, "revoked" if row.revoked_at else "active", render.when(row.created_at),
+                          row.name)
+    _console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    from service.cli import registry_session, revoke_key
+    from service.settings import Settings
+
+    with registry_session(Settings()) as session:
+        row = revoke_key(session, key_id)
+    if row is None:
+        raise _fail(f"no API key {key_id}")
+    typer.echo(f"revoked API key {row.id}")
+
+
+def main() -> None:
+    app(prog_name="learngene")
+
+
+if __name__ == "__main__":
+    main()
