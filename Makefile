@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-quick fonts browser glyphs clean
+.PHONY: install run test bench bench-quick bench-ui fonts browser glyphs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(STAMP) fonts
 
 bench-quick: $(STAMP) fonts
 	$(BIN)/python -m bench.fewshot --quick
+
+# Job-end notice (event stream vs polling), plot images, dashboard pages against JSON (~4 min; --quick ~1).
+bench-ui: $(STAMP)
+	$(BIN)/python -m bench.ui
 
 clean:
 	rm -rf $(VENV) var

@@ -127,7 +127,7 @@ def auth_note(settings: Settings) -> str:
         return ("\n  WARNING: LEARNGENE_AUTH=off - anyone who can reach this port may upload, train and cancel. "
                 "Local use only.")
     return ("\n  Uploads and other changes need an API key (Authorization: Bearer <key>). Make one with:"
-            "\n      python -m service keys create --scope write" + _data_dir_hint(settings) +
+            "\n      learngene keys create --scope write   (.venv/bin/learngene in a checkout)" + _data_dir_hint(settings) +
             "\n  or set LEARNGENE_API_KEY=<a secret> before starting; LEARNGENE_AUTH=off turns keys off "
             "(local use only).")
 
