@@ -6,7 +6,7 @@
 It starts the service as `make run` does (`python -m service run`, API + one worker, shipped defaults:
 events poll 0.5 s, Retry-After 2 s) on a fresh data directory, grows a few collectives by one small task
 each, then measures over HTTP:
-1. How soon a client learns that a job ended: individual jobs (5-way 5-shot, 3–40 epochs drawn per
+1. How soon a client learns that a job ended: individual jobs (5-way 5-shot, 3–120 epochs drawn per
    round) followed in turn by (a) `Client.wait` over the event stream, (b) polling GET /jobs/{id} as
    Retry-After advises, (c) polling every 0.1 s; the delay from the job's `finished_at` (server clock,
    same machine) to the client returning, and the HTTP requests each method made per job.
@@ -78,7 +78,8 @@ def job_end_notice(counted: Counted, support: bytes, rounds: int, epochs: tuple[
 
     Each round draws its epochs (the same for its three jobs): with one fixed job length, the job would end
     at the same phase of every poll interval (events poll, Retry-After, 0.1 s) and each method's delay would
-    be one constant, not a distribution (a 0.4 s job polled every 2 s is always seen 1.6 s late)."""
+    be one constant, not a distribution (a 0.4 s job polled every 2 s is always seen 1.6 s late). The
+    range makes jobs of about 0.4 to 3.5 s here: more than one Retry-After interval."""
     rng = np.random.default_rng(0)
     samples = {m: {"delay_s": [], "requests": [], "job_s": []} for m in METHODS}
     for _ in range(rounds):
@@ -107,7 +108,8 @@ def job_end_notice(counted: Counted, support: bytes, rounds: int, epochs: tuple[
                        "ratio_to_sse": round(median / sse, 2) if sse > 0 else None,
                        "median_requests_per_job": float(np.median(s["requests"])),
                        "median_job_s": round(float(np.median(s["job_s"])), 2), "jobs": len(s["delay_s"]),
-                       "delays_ms": [round(d * 1000, 1) for d in s["delay_s"]], "requests": s["requests"]}
+                       "delays_ms": [round(d * 1000, 1) for d in s["delay_s"]], "requests": s["requests"],
+                       "job_s": [round(d, 2) for d in s["job_s"]]}
     return out
 
 
@@ -170,10 +172,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer jobs and repetitions")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "ui.json"))
     args = parser.parse_args()
-    reps = {"rounds": 4 if args.quick else 10, "collectives": 2 if args.quick else 4,
+    reps = {"rounds": 3 if args.quick else 10, "collectives": 2 if args.quick else 4,
             "plot_reps": 20 if args.quick else 100, "page_reps": 30 if args.quick else 200,
             "curves": 3 if args.quick else 8}
-    epochs = (3, 40)  # drawn per round of jobs (job_end_notice says why)
+    epochs = (3, 120)  # drawn per round of jobs (job_end_notice says why)
 
     data_dir = Path(tempfile.mkdtemp(prefix="lg-bench-ui-"))
     port = free_port()

@@ -13,7 +13,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.schemas import IndividualPublic, JobPublic, LearngenePublic, TaskPublic
+from service.schemas import (
+    CollectivePublic,
+    CollectiveVersionPublic,
+    IndividualPublic,
+    JobPublic,
+    LearngenePublic,
+    TaskPublic,
+)
 
 
 def when(moment: datetime | None) -> str:
@@ -60,6 +67,26 @@ def individuals_table(individuals: list[IndividualPublic]) -> Table:
         table.add_row(str(ind.id), str(ind.learngene_id), ind.init, short_list(ind.classes),
                       number(ind.metrics.get("eval_accuracy")), number(ind.metrics.get("train_accuracy")),
                       f"{ind.parameters:,}", when(ind.created_at))
+    return table
+
+
+def collectives_table(collectives: list[CollectivePublic]) -> Table:
+    table = columns("name", "input", "preset", "seed", "head", "created")
+    for c in collectives:
+        table.add_row(c.name, f"{c.channels}×{c.size}×{c.size}", c.preset, str(c.seed),
+                      f"v{c.head}" if c.head else "-", when(c.created_at))
+    return table
+
+
+def versions_table(versions: list[CollectiveVersionPublic]) -> Table:
+    """One row per version (widths as conv0/conv1/...); `avg acc` is the mean of its accuracy-matrix row."""
+    table = columns("version", "parent", "parameters", "widths", "classes", "avg acc", "task", "learngene")
+    table.columns[3].overflow = "fold"  # every width matters; never cut to "…"
+    for v in versions:
+        last = [a for a in (v.accuracy_matrix[-1] if v.accuracy_matrix else []) if a is not None]
+        table.add_row(f"v{v.number}", f"v{v.parent}" if v.parent else "-", f"{v.parameters:,}",
+                      "/".join(map(str, v.widths)), str(len(v.label_space)), number(sum(last) / len(last) if last else None),
+                      str(v.task_id or "-"), str(v.learngene_id or "-"))
     return table
 
 

@@ -24,7 +24,7 @@ from typing import Annotated
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, Group
 
 from learngene_client import _render as render
 from learngene_client._client import Client
@@ -37,9 +37,10 @@ tasks_app = typer.Typer(help="Upload tasks that grow a collective.", no_args_is_
 learngenes_app = typer.Typer(help="Browse the learngene catalog.", no_args_is_help=True)
 individuals_app = typer.Typer(help="Order and inspect few-shot individual models.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Follow and cancel jobs.", no_args_is_help=True)
+collectives_app = typer.Typer(help="Collectives: their versions, growth and accuracy.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (local admin: acts on this machine's registry, not over HTTP).",
                        no_args_is_help=True)
-for sub, name in ((tasks_app, "tasks"), (learngenes_app, "learngenes"), (individuals_app, "individuals"),
+for sub, name in ((collectives_app, "collectives"), (tasks_app, "tasks"), (learngenes_app, "learngenes"), (individuals_app, "individuals"),
                   (jobs_app, "jobs"), (keys_app, "keys")):
     app.add_typer(sub, name=name)
 
@@ -171,6 +172,43 @@ def jobs_cancel(ctx: typer.Context, job_id: int) -> None:
     with _client(ctx) as client:
         job = client.cancel_job(job_id)
     _show(ctx, job, lambda: f"job {job.id}: {job.status}" + (" (cancel requested)" if job.status == "running" else ""))
+
+
+# ------------------------------------------------------------------------------------------- collectives
+
+
+@collectives_app.command("list")
+def collectives_list(ctx: typer.Context) -> None:
+    """Every collective: input spec, preset, newest version."""
+    with _client(ctx) as client:
+        collectives = client.list_collectives()
+    _show(ctx, collectives, lambda: render.collectives_table(collectives))
+
+
+@collectives_app.command("show")
+def collectives_show(ctx: typer.Context, name: str) -> None:
+    """One collective and its versions: parameters, widths, classes, average accuracy, task, learngene."""
+    with _client(ctx) as client:
+        c = client.get_collective(name)
+
+    def view():
+        head = render.fields([("collective", c.name), ("input", f"{c.channels}×{c.size}×{c.size}"),
+                              ("preset", c.preset), ("head", f"v{c.head}" if c.head else "no task yet")])
+        return Group(head, render.versions_table(c.versions)) if c.versions else head
+
+    _show(ctx, c, view)
+
+
+@collectives_app.command("create")
+def collectives_create(ctx: typer.Context, name: str,
+                       channels: Annotated[int, typer.Option(help="1 (gray) or 3 (RGB)")],
+                       size: Annotated[int, typer.Option(help="input side in pixels; images are resized to it")],
+                       preset: Annotated[str, typer.Option(help="paper, small or tiny")] = "small",
+                       seed: int = 0) -> None:
+    """Fix a new collective's input before its first task (otherwise the first upload decides)."""
+    with _client(ctx) as client:
+        c = client.create_collective(name, channels, size, preset=preset, seed=seed)
+    _show(ctx, c, lambda: f"created collective {c.name} ({c.channels}×{c.size}×{c.size}, preset {c.preset})")
 
 
 # ------------------------------------------------------------------------------------------- tasks

@@ -185,3 +185,21 @@ def test_serve_runs_the_embedded_service_with_the_given_port_and_data_dir(monkey
     assert result.exit_code == 0, result.output
     (argv, env), = calls
     assert argv == ["run"] and env["LEARNGENE_PORT"] == "8765" and env["LEARNGENE_DATA_DIR"] == str(tmp_path / "demo")
+
+
+def test_collectives_create_list_and_show(learngene, worker, files):
+    created = learngene("--key", API_KEY, "collectives", "create", "letters", "--channels", 1, "--size", 16,
+                        "--preset", "tiny")
+    assert created.exit_code == 0 and "created collective letters (1×16×16, preset tiny)" in created.stdout
+    assert learngene("--key", API_KEY, "tasks", "add", files["task1"], "--collective", "letters",
+                     "--epochs", 1, "--wait").exit_code == 0
+    listed = learngene("collectives", "list")
+    assert listed.exit_code == 0 and "letters" in listed.stdout and "v1" in listed.stdout
+    shown = learngene("collectives", "show", "letters")
+    assert shown.exit_code == 0, shown.output
+    version_row = next(line for line in shown.stdout.splitlines() if line.lstrip().startswith("v1"))
+    assert "-" in version_row.split()[1] and version_row.split()[4] == "3"  # no parent; 3 classes
+    as_json = json.loads(learngene("--json", "collectives", "show", "letters").stdout)
+    assert as_json["head"] == 1 and as_json["versions"][0]["label_space"] == ["a", "b", "c"]
+    assert "already exists" in _one_error_line(
+        learngene("--key", API_KEY, "collectives", "create", "letters", "--channels", 1, "--size", 16)).lower()
