@@ -22,6 +22,7 @@ import io
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -133,8 +134,9 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="lg-bench-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNGENE_")}
+    key = f"lgk_bench-{secrets.token_hex(8)}"  # registered as a write key when the service starts
     env.update(LEARNGENE_DATA_DIR=str(data_dir), LEARNGENE_PORT=str(port), LEARNGENE_EXTRACT_METHOD=args.extract_method,
-               LEARNGENE_PROGRESS_INTERVAL_S="0.1", PYTHONPATH=str(ROOT))
+               LEARNGENE_PROGRESS_INTERVAL_S="0.1", LEARNGENE_API_KEY=key, PYTHONPATH=str(ROOT))
     if args.torch_threads is not None:
         env["LEARNGENE_TORCH_THREADS"] = str(args.torch_threads)
     if args.database_url:
@@ -147,7 +149,8 @@ def main() -> None:
     results: dict = {"rows": args.rows, "database": database_url.split(":")[0], "broker": (args.broker_url or
                      "filesystem://").split(":")[0], "python": platform.python_version(), "cpus": os.cpu_count()}
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                          headers={"Authorization": f"Bearer {key}"}) as client:
             x, y = synthetic(["a", "b", "c", "d", "e"], 12, seed=0)
             job = client.post("/tasks", files={"file": ("t.npz", npz(x=x, y=y))}, data={"epochs": "2"}).json()
             assert wait_job(client, job["id"])["status"] == "succeeded"
