@@ -99,6 +99,15 @@ def jobs_table(jobs: list[JobPublic]) -> Table:
     return table
 
 
+def candidates(blocks: list[dict], chosen: list[int]) -> str:
+    """Validated candidates as `[0, 1, 2] 0.982 (chosen), [1, 2, 3] 0.958, ...`; `none` for gradient-only."""
+    if not blocks:
+        return "none (chosen from gradient statistics alone)"
+    ranked = sorted(blocks, key=lambda c: -(c.get("accuracy") or 0))
+    return ", ".join(f"{c.get('layers')} {number(c.get('accuracy'), '.3f')}"
+                     + (" (chosen)" if c.get("layers") == chosen else "") for c in ranked)
+
+
 def fields(rows: Iterable[tuple[str, Any]]) -> Table:
     """A two-column list of a resource's fields (`show` commands)."""
     table = Table(box=None, show_header=False, pad_edge=False)

@@ -97,6 +97,17 @@ def _show(ctx: typer.Context, result: BaseModel | list[BaseModel], table: Callab
     _console().print(table())
 
 
+OutputPath = Annotated[Path | None, typer.Option("--output", "-o", help="default: <kind>-<id>.safetensors here")]
+
+
+def _save(blob: bytes, path: Path) -> None:
+    # Write beside the target, then rename: an interrupted download never leaves a truncated model file.
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(blob)
+    partial.replace(path)
+    typer.echo(f"saved {path} ({len(blob):,} bytes)")
+
+
 def _more(next_cursor: str | None) -> None:
     if next_cursor:
         _console().print(f"(more: --cursor {next_cursor})")
@@ -282,8 +293,16 @@ def learngenes_show(ctx: typer.Context, learngene_id: int) -> None:
         ("parameters", f"{lg.parameters:,}"), ("input", f"{lg.channels}×{lg.size}×{lg.size}"),
         ("lineage", f"parent v{lg.lineage.parent_version or '-'}, task {lg.lineage.task_id} "
                     f"({lg.lineage.task_name}), {lg.lineage.tasks_seen} task(s) seen"),
-        ("candidates", len(lg.candidates)), ("sha256", lg.sha256), ("created", render.when(lg.created_at)),
+        ("candidates", render.candidates(lg.candidates, lg.layers)), ("sha256", lg.sha256),
+        ("created", render.when(lg.created_at)),
     ]))
+
+
+@learngenes_app.command("download")
+def learngenes_download(ctx: typer.Context, learngene_id: int, output: OutputPath = None) -> None:
+    """Save a learngene's weights (safetensors, metadata included) to a file."""
+    with _client(ctx) as client:
+        _save(client.learngene_weights(learngene_id), output or Path(f"learngene-{learngene_id}.safetensors"))
 
 
 # ------------------------------------------------------------------------------------------- individuals
@@ -335,6 +354,13 @@ def individuals_show(ctx: typer.Context, individual_id: int) -> None:
         ("options", ", ".join(f"{k} {v}" for k, v in ind.options.items() if v is not None)),
         ("created", render.when(ind.created_at)),
     ]))
+
+
+@individuals_app.command("download")
+def individuals_download(ctx: typer.Context, individual_id: int, output: OutputPath = None) -> None:
+    """Save an individual model's weights (safetensors, metadata included) to a file."""
+    with _client(ctx) as client:
+        _save(client.individual_weights(individual_id), output or Path(f"individual-{individual_id}.safetensors"))
 
 
 @app.command("predict")

@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from safetensors.torch import load as load_safetensors
 from typer.testing import CliRunner
 
 from learngene_client import Client, cli
@@ -106,6 +107,12 @@ def test_learngenes_list_with_filters_and_show(learngene, worker, files):
     shown = learngene("learngenes", "show", 2)
     assert shown.exit_code == 0 and "parent v1" in shown.stdout and "default@2" in shown.stdout
     assert json.loads(learngene("--json", "learngenes", "show", 2).stdout)["lineage"]["tasks_seen"] == 2
+    assert "none (chosen from gradient statistics alone)" in shown.stdout  # the API tests extract by gradient
+
+    saved = learngene("learngenes", "download", 2, "-o", files["task1"].with_name("lg2.safetensors"))
+    assert saved.exit_code == 0 and "saved " in saved.stdout
+    tensors = load_safetensors(files["task1"].with_name("lg2.safetensors").read_bytes())
+    assert tensors and not list(files["task1"].parent.glob("*.part"))  # whole file, no partial left
 
 
 def test_individuals_create_wait_list_show_and_predict(learngene, worker, files):
@@ -128,6 +135,12 @@ def test_individuals_create_wait_list_show_and_predict(learngene, worker, files)
     labels = [p["label"] for p in json.loads(learngene("--key", API_KEY, "--json", "predict", 1,
                                                        files["images"]).stdout)["predictions"]]
     assert len(labels) == 6 and set(labels) <= {"p", "q"}
+
+    downloaded = learngene("individuals", "download", 1, "-o", files["images"].with_name("ind1.safetensors"))
+    assert downloaded.exit_code == 0, downloaded.output
+    weights = load_safetensors(files["images"].with_name("ind1.safetensors").read_bytes())
+    assert weights["classifier.weight"].shape[0] == 2  # two classes, p and q
+    assert _one_error_line(learngene("individuals", "download", 99)).startswith("error: 404 Not Found: ")
 
 
 def test_jobs_list_cancel_and_watch_a_cancelled_job(learngene, files):
