@@ -209,7 +209,11 @@ def individuals_page(request: Request, session: SessionDep) -> HTMLResponse:
 def individual_page(individual_id: int, request: Request, session: SessionDep) -> HTMLResponse:
     ind = _row(session, Individual, individual_id, "individual")
     lg = ind.learngene
-    return render(request, "individual.html", ind=ind, lg=lg, version=lg.collective_version,
+    # Other models trained on the very same support set (e.g. its scratch twin): the fair comparison.
+    siblings = session.scalars(select(Individual).where(Individual.support_sha256 == ind.support_sha256,
+                                                        Individual.id != ind.id)
+                               .order_by(Individual.id.desc()).limit(20)).all()
+    return render(request, "individual.html", ind=ind, lg=lg, version=lg.collective_version, siblings=siblings,
                   metrics=ind.metrics or {}, history=(ind.metrics or {}).get("history") or [])
 
 

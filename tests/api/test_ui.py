@@ -119,6 +119,22 @@ def test_individual_pages(api, data):
     assert "<th>epochs</th><td>3</td>" in html  # the options table
     listing = page(api, "/ui/individuals")
     assert f'href="/ui/individuals/{data.individual_id}"' in listing and "3-way" in listing
+    assert 'id="siblings"' not in html  # nothing else was trained on that support set yet
+
+
+def test_individual_page_compares_models_on_the_same_support_set(api, make_task):
+    support, other = make_task(["p", "q"], 4, seed=1), make_task(["p", "q"], 4, seed=2)
+    api.post_task(make_task(["a", "b"], 6), name="base")
+    api.run_jobs()
+    ids = []
+    for data, init in ((support, "learngene"), (support, "scratch"), (other, "learngene")):
+        r = api.client.post("/individuals", data={"epochs": "1", "init": init}, files={"file": ("s.npz", data)})
+        api.run_jobs()
+        ids.append(api.client.get(f"/jobs/{r.json()['id']}").json()["result"]["individual_id"])
+    html = page(api, f"/ui/individuals/{ids[0]}")
+    table = html[html.index('id="siblings"'):html.index("</table>", html.index('id="siblings"'))]
+    assert f'href="/ui/individuals/{ids[1]}"' in table and "scratch" in table  # its scratch twin
+    assert f"/ui/individuals/{ids[2]}" not in table  # another support set: not comparable
 
 
 def test_job_pages(api, data, make_task):
