@@ -80,13 +80,13 @@ def collectives_table(collectives: list[CollectivePublic]) -> Table:
 
 def versions_table(versions: list[CollectiveVersionPublic]) -> Table:
     """One row per version (widths as conv0/conv1/...); `avg acc` is the mean of its accuracy-matrix row."""
-    table = columns("version", "parent", "parameters", "widths", "classes", "avg acc", "task", "learngene")
-    table.columns[3].overflow = "fold"  # every width matters; never cut to "…"
+    table = columns("version", "parameters", "widths", "classes", "avg acc", "task", "learngene")
+    table.columns[2].no_wrap = True  # every width matters: one line, never cut to "…"
     for v in versions:
         last = [a for a in (v.accuracy_matrix[-1] if v.accuracy_matrix else []) if a is not None]
-        table.add_row(f"v{v.number}", f"v{v.parent}" if v.parent else "-", f"{v.parameters:,}",
-                      "/".join(map(str, v.widths)), str(len(v.label_space)), number(sum(last) / len(last) if last else None),
-                      str(v.task_id or "-"), str(v.learngene_id or "-"))
+        average = sum(last) / len(last) if last else None
+        table.add_row(f"v{v.number}", f"{v.parameters:,}", "/".join(map(str, v.widths)), str(len(v.label_space)),
+                      number(average), str(v.task_id or "-"), str(v.learngene_id or "-"))
     return table
 
 

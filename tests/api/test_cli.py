@@ -211,7 +211,7 @@ def test_collectives_create_list_and_show(learngene, worker, files):
     shown = learngene("collectives", "show", "letters")
     assert shown.exit_code == 0, shown.output
     version_row = next(line for line in shown.stdout.splitlines() if line.lstrip().startswith("v1"))
-    assert "-" in version_row.split()[1] and version_row.split()[4] == "3"  # no parent; 3 classes
+    assert version_row.split()[3] == "3"  # 3 classes
     as_json = json.loads(learngene("--json", "collectives", "show", "letters").stdout)
     assert as_json["head"] == 1 and as_json["versions"][0]["label_space"] == ["a", "b", "c"]
     assert "already exists" in _one_error_line(
