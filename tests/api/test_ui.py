@@ -174,3 +174,9 @@ def test_static_css_and_no_ui_in_the_schema(api):
     paths = api.client.get("/openapi.json").json()["paths"]
     assert not [p for p in paths if p == "/" or p.startswith("/ui")]
     assert "/learngenes/{learngene_id}/heatmap.png" in paths
+
+
+@pytest.mark.parametrize("url", ["/ui", "/ui/learngenes", "/ui/individuals", "/ui/jobs"])
+def test_a_fresh_service_has_empty_pages_that_say_so(api, url):
+    html = page(api, url)  # a brand-new registry: no collective, learngene, individual or job yet
+    assert "yet" in html.lower() and "/ui/learngenes/1" not in html
