@@ -30,25 +30,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import httpx
 import numpy as np
 
+from learngene.datasets import pattern_images as synthetic
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def synthetic(classes: list[str], per_class: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for c in classes:
-        pattern = (np.random.default_rng(zlib.crc32(c.encode())).random((size, size)) > 0.5) * 200.0
-        for _ in range(per_class):
-            img = np.roll(pattern, tuple(rng.integers(-1, 2, size=2)), axis=(0, 1)) + rng.normal(0, 20, (size, size))
-            xs.append(np.clip(img, 0, 255).astype(np.uint8))
-            ys.append(c)
-    return np.stack(xs), np.array(ys)
 
 
 def npz(**arrays) -> bytes:

@@ -33,7 +33,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.api import ROOT, free_port, npz, percentile_ms, start_service, synthetic, wait_job
+from bench.api import ROOT, free_port, npz, percentile_ms, start_service, wait_job
+from learngene.datasets import pattern_images as synthetic
 from learngene_client import Client
 
 FINAL = ("succeeded", "failed", "cancelled")

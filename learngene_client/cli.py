@@ -29,7 +29,7 @@ from rich.console import Console, Group
 from learngene_client import _render as render
 from learngene_client._client import Client
 from learngene_client._errors import LearngeneError
-from service.schemas import JobPublic
+from service.schemas import JobPublic, Page
 
 app = typer.Typer(help="Drive a Learngene service: tasks, learngenes, individuals, predictions, jobs, keys.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -108,9 +108,11 @@ def _save(blob: bytes, path: Path) -> None:
     typer.echo(f"saved {path} ({len(blob):,} bytes)")
 
 
-def _more(next_cursor: str | None) -> None:
-    if next_cursor:
-        _console().print(f"(more: --cursor {next_cursor})")
+def _show_page(ctx: typer.Context, page: Page, table: Callable[[list], object]) -> None:
+    """A list command's output: the page as JSON, or its table and how to get the next page."""
+    _show(ctx, page, lambda: table(page.items))
+    if not ctx.obj.json and page.next_cursor:
+        _console().print(f"(more: --cursor {page.next_cursor})")
 
 
 # ------------------------------------------------------------------------------------------- jobs
@@ -165,9 +167,7 @@ def jobs_list(ctx: typer.Context, status: Annotated[str | None, typer.Option(hel
     """Jobs, newest first."""
     with _client(ctx) as client:
         page = client.list_jobs(status=status, kind=kind, limit=limit, cursor=cursor)
-    _show(ctx, page, lambda: render.jobs_table(page.items))
-    if not ctx.obj.json:
-        _more(page.next_cursor)
+    _show_page(ctx, page, render.jobs_table)
 
 
 @jobs_app.command("watch")
@@ -243,9 +243,7 @@ def tasks_list(ctx: typer.Context, collective: str | None = None, status: str | 
     """Tasks, newest first."""
     with _client(ctx) as client:
         page = client.list_tasks(collective=collective, status=status, limit=limit, cursor=cursor)
-    _show(ctx, page, lambda: render.tasks_table(page.items))
-    if not ctx.obj.json:
-        _more(page.next_cursor)
+    _show_page(ctx, page, render.tasks_table)
 
 
 @tasks_app.command("show")
@@ -277,9 +275,7 @@ def learngenes_list(ctx: typer.Context, collective: str | None = None,
     with _client(ctx) as client:
         page = client.list_learngenes(collective=collective, collective_version=version, method=method,
                                       max_parameters=max_parameters, limit=limit, cursor=cursor)
-    _show(ctx, page, lambda: render.learngenes_table(page.items))
-    if not ctx.obj.json:
-        _more(page.next_cursor)
+    _show_page(ctx, page, render.learngenes_table)
 
 
 @learngenes_app.command("show")
@@ -335,9 +331,7 @@ def individuals_list(ctx: typer.Context, learngene: int | None = None, limit: in
     """Individual models, newest first."""
     with _client(ctx) as client:
         page = client.list_individuals(learngene_id=learngene, limit=limit, cursor=cursor)
-    _show(ctx, page, lambda: render.individuals_table(page.items))
-    if not ctx.obj.json:
-        _more(page.next_cursor)
+    _show_page(ctx, page, render.individuals_table)
 
 
 @individuals_app.command("show")

@@ -83,3 +83,9 @@ def task_names_by_version(session: Session, collective_id: int, up_to: int | Non
     if up_to is not None:
         stmt = stmt.where(CollectiveVersion.number <= up_to)
     return dict(session.execute(stmt).all())
+
+
+def task_names_up_to(session: Session, version: CollectiveVersion) -> list[str]:
+    """Names of the tasks that made versions 1..number of this version's collective, in learning order."""
+    names = task_names_by_version(session, version.collective_id, version.number)
+    return [names.get(n, f"task {n}") for n in range(1, version.number + 1)]

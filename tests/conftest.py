@@ -16,13 +16,14 @@ import subprocess
 import sys
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from learngene.datasets import pattern_images
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = uuid.uuid4().hex[:8]
@@ -38,22 +39,11 @@ PRIVATE_SERVERS = os.environ.get("LEARNGENE_TEST_PRIVATE_SERVERS") == "1"
 
 def synthetic_task(classes: list[str], per_class: int, size: int = 16, seed: int = 0, channels: int = 1,
                    labels: str = "str") -> bytes:
-    """An .npz of `per_class` noisy, shifted copies of one random pattern per class (learnable in a few epochs).
-
-    The pattern depends only on the class name, so a class looks the same in every task that has it.
-    """
-    rng = np.random.default_rng(seed)
-    xs, ys = [], []
-    for c in classes:
-        pattern = (np.random.default_rng(zlib.crc32(c.encode())).random((size, size)) > 0.5) * 200.0
-        for _ in range(per_class):
-            img = np.roll(pattern, tuple(rng.integers(-1, 2, size=2)), axis=(0, 1)) + rng.normal(0, 20, (size, size))
-            xs.append(np.clip(img, 0, 255).astype(np.uint8))
-            ys.append(c)
-    x = np.stack(xs)
+    """An .npz of learngene.datasets.pattern_images: grey, or repeated to RGB; string or integer labels."""
+    x, ys = pattern_images(classes, per_class, size=size, seed=seed)
     if channels == 3:
         x = np.repeat(x[..., None], 3, axis=-1)
-    y = np.array(ys) if labels == "str" else np.array([classes.index(c) for c in ys], dtype=np.int64)
+    y = ys if labels == "str" else np.array([classes.index(c) for c in ys], dtype=np.int64)
     buf = io.BytesIO()
     np.savez(buf, x=x, y=y)
     return buf.getvalue()

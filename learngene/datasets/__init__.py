@@ -8,6 +8,7 @@ from learngene.datasets.glyphs import (
     load_glyphs,
     render_glyphs,
 )
+from learngene.datasets.patterns import pattern_images
 
 __all__ = [
     "BASE_SCRIPTS",
@@ -16,5 +17,6 @@ __all__ = [
     "SCRIPTS",
     "GlyphSet",
     "load_glyphs",
+    "pattern_images",
     "render_glyphs",
 ]

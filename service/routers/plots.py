@@ -24,7 +24,7 @@ from service import plots
 from service.deps import MAX_ID, RowId, SessionDep
 from service.models import CollectiveVersion, Individual, Learngene
 from service.problems import ProblemDetail, not_found
-from service.registry import collective_by_name, get_or_404, task_names_by_version
+from service.registry import collective_by_name, get_or_404, task_names_by_version, task_names_up_to
 
 router = APIRouter(tags=["plots"])
 PNG_RESPONSES = {200: {"content": {"image/png": {}}, "description": "PNG image"}, 404: {"model": ProblemDetail}}
@@ -79,12 +79,6 @@ def _version(session, name: str, number: int) -> CollectiveVersion:
     if version is None:
         raise not_found(f"version of collective {name!r}", number)
     return version
-
-
-def task_names_up_to(session, version: CollectiveVersion) -> list[str]:
-    """Names of the tasks versions 1..number of this version's collective learned, in order."""
-    names = task_names_by_version(session, version.collective_id, version.number)
-    return [names.get(n, f"task {n}") for n in range(1, version.number + 1)]
 
 
 @router.get("/learngenes/{learngene_id}/heatmap.png", response_class=Response, responses=PNG_RESPONSES)

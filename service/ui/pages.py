@@ -5,14 +5,13 @@
     /ui/collectives/{name}/versions/{n}   one version: accuracy matrix, open-world report of its task
     /ui/learngenes, /ui/learngenes/{id}   catalog (filters, pages); heatmap, why these layers, lineage
     /ui/individuals, /ui/individuals/{id} metrics, training curve, weights
-    /ui/jobs, /ui/jobs/{id}               status and live progress (server-sent events when available)
+    /ui/jobs, /ui/jobs/{id}               status and live progress (server-sent events)
 
 Unknown ids and paths under /ui answer an HTML 404 page. Ids use Starlette's `int` convertor, so
 `/ui/learngenes/abc` is a page that does not exist rather than a JSON validation error.
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +26,7 @@ from service.jobs import job_public
 from service.models import Collective, CollectiveVersion, Individual, Job, JobStatus, Learngene, Task
 from service.pagination import PageParams, decode_cursor, paginate
 from service.problems import Problem
-from service.registry import collective_by_name, head_version, task_names_by_version
+from service.registry import collective_by_name, head_version, task_names_up_to
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
@@ -98,16 +97,6 @@ def _catalog_rows():
             .join(Collective, CollectiveVersion.collective_id == Collective.id))
 
 
-EVENTS_PATH = re.compile(r"^/jobs/\{[^}]+\}/events$")
-
-
-def _events_endpoint(request: Request) -> bool:
-    """Whether the app serves GET /jobs/{id}/events (server-sent events), whatever its parameter is called.
-    Read from the OpenAPI document (built once, then cached by the app): FastAPI keeps included routers
-    nested, so `app.routes` does not list every path."""
-    return any(EVENTS_PATH.match(path) for path in request.app.openapi().get("paths", {}))
-
-
 # --------------------------------------------------------------------------------------------- pages
 
 
@@ -157,9 +146,8 @@ def version_page(name: str, number: int, request: Request, session: SessionDep) 
     task = session.scalars(select(Task).where(Task.collective_version_id == version.id)).first()
     gene = session.scalars(select(Learngene).where(Learngene.collective_version_id == version.id)
                            .order_by(Learngene.id)).first()
-    names = task_names_by_version(session, collective.id, number)
     return render(request, "version.html", collective=collective, version=version, parent=parent, task=task,
-                  learngene=gene, task_names=[names.get(n, f"task {n}") for n in range(1, number + 1)],
+                  learngene=gene, task_names=task_names_up_to(session, version),
                   head=collective.versions[-1].number)
 
 
@@ -184,7 +172,6 @@ def learngene_page(learngene_id: int, request: Request, session: SessionDep) -> 
     collective = version.collective
     parent = session.get(CollectiveVersion, version.parent_id) if version.parent_id else None
     task = session.scalars(select(Task).where(Task.collective_version_id == version.id)).first()
-    names = task_names_by_version(session, collective.id, version.number)
     share = (lg.grad_stats or {}).get("share") or []
     chosen = set(lg.layers)
     layers = [{"index": i, "name": f"conv{i}", "score": s, "chosen": i in chosen,
@@ -194,7 +181,7 @@ def learngene_page(learngene_id: int, request: Request, session: SessionDep) -> 
     individuals = session.scalars(select(Individual).where(Individual.learngene_id == lg.id)
                                   .order_by(Individual.id.desc()).limit(50)).all()
     return render(request, "learngene.html", lg=lg, version=version, collective=collective, parent=parent,
-                  task=task, tasks_seen=[(n, names.get(n, f"task {n}")) for n in range(1, version.number + 1)],
+                  task=task, tasks_seen=list(enumerate(task_names_up_to(session, version), start=1)),
                   layers=layers, candidates=candidates, individuals=individuals,
                   selections=(lg.info or {}).get("selections") or {})
 
@@ -226,8 +213,7 @@ def jobs_page(request: Request, session: SessionDep) -> HTMLResponse:
 @router.get("/ui/jobs/{job_id:int}", response_class=HTMLResponse)
 def job_page(job_id: int, request: Request, session: SessionDep) -> HTMLResponse:
     job = job_public(_row(session, Job, job_id, "job"))
-    final = job.status in ("succeeded", "failed", "cancelled")
-    return render(request, "job.html", job=job, final=final, live=not final and _events_endpoint(request))
+    return render(request, "job.html", job=job, final=job.status in ("succeeded", "failed", "cancelled"))
 
 
 @router.get("/ui/{rest:path}", response_class=HTMLResponse)
