@@ -1,36 +1,45 @@
 """Few-shot benchmark on the rendered glyph set: grow a collective, take learngenes, compare methods.
 
-    python -m bench.fewshot            # full: 8 tasks, 30 target tasks per setting (~35 min on 2 cores)
-    python -m bench.fewshot --quick    # the same protocol, small (~3 min)
+    python -m bench.fewshot            # full: 8 tasks, 20 target tasks per setting (<= 60 min on 2 cores)
+    python -m bench.fewshot --quick    # the same protocol, small (<= 4 min)
 
-1. Grow a `small` collective over sequential tasks from the base scripts; open-world scripts arrive in
-   later tasks (unknown-class AUROC per task, accuracy matrix, gradient heatmap PNG).
-2. Take learngenes by the gradient criterion and by validation, plus the ablations.
-3. Evaluate within-script target tasks from the novel scripts: every method on the same episodes.
-Prints a markdown table and writes var/bench/fewshot.json (+ gradient_heatmap.png).
+1. Grow a `small` collective over sequential tasks from the base scripts with the service's defaults;
+   open-world scripts arrive in later tasks (unknown-class AUROC per task, accuracy matrix, heatmap PNG).
+   Beside it, the joint reference: the final architecture trained on the same samples at once, for the
+   same number of sample passes; its accuracy on the same held-out samples is the collective's ceiling.
+2. Take learngenes by the gradient criterion and by validation (every block length and position, pseudo
+   tasks from held-back base classes), plus the layer ablations.
+3. Evaluate within-script target tasks from the novel scripts: every method on the same episodes, paired
+   differences, parameters against the whole collective and against its conv trunk.
+Nothing here is tuned on the target episodes: every default is the library's (= the service's).
+Prints markdown tables and writes var/bench/fewshot.json (+ gradient_heatmap.png).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from learngene import Collective, InputSpec, Learngene, TrainOptions, ValidationOptions, to_input
-from learngene.baselines import linear_probe_accuracy, prototype_accuracy
+from learngene import Collective, CollectiveOptions, InputSpec, Learngene, TrainOptions, ValidationOptions, to_input
+from learngene.baselines import linear_probe_accuracy, prototype_accuracy, train_joint
 from learngene.datasets import BASE_SCRIPTS, NOVEL_SCRIPTS, OPEN_WORLD_SCRIPTS, load_glyphs
 from learngene.device import select_device
-from learngene.individual import build_net, fit
+from learngene.individual import choose_init, make_net
+from learngene.model import NetConfig, count_parameters
 from learngene.openworld import SCORES, auroc
-from learngene.protocol import mean_ci, sample_episode
-from learngene.training import accuracy, logits_of
+from learngene.protocol import mean_ci, paired, sample_episode
+from learngene.training import accuracy, from_uint8, logits_of
 
-SETTINGS = {"full": [(20, 1), (20, 5), (5, 5)], "quick": [(20, 1), (20, 5), (5, 5)]}
-K = 3
+K = 3  # the gradient criterion's block length, and the ablations'
+DEFAULT = "learngene (validated)"  # the learngene individual the service builds (selection "auto" = validated)
+AUTO = "auto (service default)"  # what POST /individuals returns with no init field
 
 
 def task_stream(glyphs, n_tasks: int, base_per_task: int | None, seed: int) -> list[list[int]]:
@@ -48,10 +57,10 @@ def task_stream(glyphs, n_tasks: int, base_per_task: int | None, seed: int) -> l
     return chunks
 
 
-def grow(glyphs, args) -> tuple[Collective, list[dict]]:
+def grow(glyphs, args) -> tuple[Collective, list[dict], dict]:
     spec = InputSpec(channels=1, size=32)
-    c = Collective.create(spec, preset="small", seed=args.seed)
-    reports = []
+    c = Collective.create(spec, preset="small", seed=args.seed, epochs=args.collective_max_epochs)
+    reports, seen = [], {"x": [], "names": [], "samples": 0}
     for t, classes in enumerate(task_stream(glyphs, args.tasks, args.base_per_task, args.seed)):
         ds = glyphs.to_task_dataset(classes)
         scripts = sorted({glyphs.class_script[i] for i in classes} & set(OPEN_WORLD_SCRIPTS))
@@ -59,19 +68,43 @@ def grow(glyphs, args) -> tuple[Collective, list[dict]]:
         if c.tasks_seen and scripts:  # open-world scripts alone vs held-out known classes, per score
             new = [i for i, cid in enumerate(classes) if glyphs.class_script[cid] in scripts]
             images = ds.x[np.isin(ds.y, new)]
-            auroc_by_score = {m: auroc(c.known_reference_scores(m), c.unknown_scores(images, m))
-                              for m in SCORES}
+            auroc_by_score = {m: auroc(c.known_reference_scores(m), c.unknown_scores(images, m)) for m in SCORES}
         t0 = time.perf_counter()
-        r = c.learn_task(ds, epochs=args.collective_epochs, name=f"task-{t + 1}")
+        r = c.learn_task(ds, name=f"task-{t + 1}")
+        # What the collective trained on (not its held-out samples, not held-back classes): the joint reference's data.
+        train_mask = np.ones(len(ds.y), bool)
+        train_mask[r["heldout_index"]] = False
+        train_mask &= np.array([ds.class_names[k] not in set(r["held_back_classes"]) for k in ds.y])
+        seen["x"].append(to_input(ds.x[train_mask], spec))
+        seen["names"] += [ds.class_names[k] for k in ds.y[train_mask]]
+        seen["samples"] += r["history"][-1]["steps"] * c.options.batch_size
         ow = r["open_world"] or {}
-        reports.append({"task": t + 1, "classes": len(classes), "new_open_world_scripts": scripts,
-                        "auroc": auroc_by_score.get(c.options.score), "auroc_by_score": auroc_by_score,
-                        "auroc_all_new_classes": ow.get("auroc"), "new_flagged": ow.get("new_flagged"),
-                        "known_flagged": ow.get("known_flagged"), "accuracy": r["accuracy"],
-                        "widths": r["widths"], "seconds": time.perf_counter() - t0})
-        print(f"task {t + 1}: {len(classes)} classes, acc {r['accuracy']:.3f}, open-world auroc {auroc_by_score}, "
-              f"widths {r['widths']}, {reports[-1]['seconds']:.0f}s", flush=True)
-    return c, reports
+        reports.append({"task": t + 1, "classes": len(classes), "held_back": len(r["held_back_classes"]),
+                        "new_open_world_scripts": scripts, "auroc": auroc_by_score.get(c.options.score),
+                        "auroc_by_score": auroc_by_score, "auroc_all_new_classes": ow.get("auroc"),
+                        "accuracy": r["accuracy"], "epochs": r["epochs"], "widths": r["widths"],
+                        "seconds": time.perf_counter() - t0})
+        print(f"task {t + 1}: {len(classes)} classes ({len(r['held_back_classes'])} held back), acc "
+              f"{r['accuracy']:.3f} after {r['epochs']} epochs, auroc {auroc_by_score.get('knn')}, "
+              f"{reports[-1]['seconds']:.0f}s", flush=True)
+    return c, reports, seen
+
+
+def joint_reference(c: Collective, seen: dict, args) -> tuple[torch.nn.Module, dict]:
+    """The collective's final architecture trained on all its training samples at once, same sample passes."""
+    index = {n: i for i, n in enumerate(c.label_space)}
+    x, y = torch.cat(seen["x"]), torch.tensor([index[n] for n in seen["names"]])
+    cfg = NetConfig.from_dict(c.net.config.to_dict())
+    steps = max(1, seen["samples"] // c.options.batch_size)
+    t0 = time.perf_counter()
+    net = train_joint(x, y, cfg, steps, c.options.batch_size, c.options.lr, c.options.weight_decay, args.seed)
+    logits = logits_of(net, from_uint8(c.heldout_x), select_device())
+    per_task = [accuracy(logits[c.heldout_task == j], c.heldout_y[c.heldout_task == j]) for j in range(c.tasks_seen)]
+    info = {"average_accuracy": float(np.mean(per_task)), "accuracy_per_task": per_task, "steps": steps,
+            "samples": seen["samples"], "seconds": time.perf_counter() - t0, "parameters": count_parameters(net)}
+    print(f"joint reference: average accuracy {info['average_accuracy']:.3f} ({steps} steps, "
+          f"{info['seconds']:.0f}s)", flush=True)
+    return net, info
 
 
 def heatmap(lg: Learngene, path: Path, chosen: dict[str, list[int]]) -> None:
@@ -100,37 +133,20 @@ def heatmap(lg: Learngene, path: Path, chosen: dict[str, list[int]]) -> None:
     plt.close(fig)
 
 
-def matmul_flops(seconds: float = 1.0) -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        n += 1
-    return 2 * 1024**3 * n / (time.perf_counter() - t0)
-
-
-def train_flops_per_sample(net, spec: InputSpec) -> float:
-    x = torch.randn(2, spec.channels, spec.size, spec.size)
-    with FlopCounterMode(display=False) as counter:
-        net(x).sum().backward()
-    net.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / 2
-
-
-def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], args) -> list[dict]:
+def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args) -> list[dict]:
     device = select_device()
-    spec = c.spec
-    labels = glyphs.labels
+    spec, labels = c.spec, glyphs.labels
     whole = Learngene.whole(c)
-    default = genes["validated"] if "validated" in genes else genes["gradient"]
+    joint = Learngene.whole(SimpleNamespace(net=joint_net, spec=spec, tasks_seen=c.tasks_seen))
+    default = genes["validated"]
     num_layers = len(c.net.blocks)
     rows = []
-    for ways, shots in SETTINGS[args.mode]:
+    for ways, shots in args.settings:
         scripts = [s for s in NOVEL_SCRIPTS if len(glyphs.classes_of([s])) >= ways]
         results: dict[str, list[float]] = {}
         seconds: dict[str, float] = {}
         params: dict[str, int] = {}
-        flops: dict[str, float] = {}
+        choices: list[str] = []
         for episode in range(args.episodes):
             seed = 1000 * ways + 100 * shots + episode
             script = scripts[episode % len(scripts)]
@@ -139,54 +155,71 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], args) -> list[d
             sx, qx = to_input(glyphs.x[s_idx], spec), to_input(glyphs.x[q_idx], spec)
             sy = torch.tensor([remap[int(v)] for v in labels[s_idx]])
             qy = torch.tensor([remap[int(v)] for v in labels[q_idx]])
-            rng = np.random.default_rng(seed)
-            random_layers = sorted(rng.choice(num_layers, K, replace=False).tolist())
-            trained = {  # method → (learngene, inherited layers or None for scratch)
-                "learngene (gradient)": (genes["gradient"], genes["gradient"].layers),
-                "learngene (validated)": (genes.get("validated", genes["gradient"]),
-                                          genes.get("validated", genes["gradient"]).layers),
-                "scratch": (default, None),
-                "shallow layers (ablation)": (whole, list(range(K))),
-                "deep layers (paper's choice)": (whole, list(range(num_layers - K, num_layers))),
-                "random layers (ablation)": (whole, random_layers),
-                "fine-tune whole collective": (whole, list(range(num_layers))),
+            random_layers = sorted(np.random.default_rng(seed).choice(num_layers, K, replace=False).tolist())
+            trained = {  # method → (init, learngene, trunk, inherited layers or None for the learngene's own)
+                DEFAULT: ("learngene", default, None, None),
+                "learngene (gradient)": ("learngene", genes["gradient"], None, None),
+                "scratch": ("scratch", default, None, None),
+                "instant": ("instant", default, whole, None),
+                "shallow layers (ablation)": ("learngene", whole, None, list(range(K))),
+                "deep layers (paper's choice)": ("learngene", whole, None, list(range(num_layers - K, num_layers))),
+                "random layers (ablation)": ("learngene", whole, None, random_layers),
+                "fine-tune whole collective": ("learngene", whole, None, list(range(num_layers))),
+                "joint reference": ("learngene", joint, None, list(range(num_layers))),
             }
-            done: dict[tuple, tuple[float, float]] = {}  # same layers, same seed → same result
-            for method, (lg, layers) in trained.items():
-                init = "scratch" if layers is None else "learngene"
-                inherit = layers if layers is not None else default.layers
-                net = build_net(lg, ways, init, layers=inherit, generator_seed=seed)
-                if episode == 0:
-                    params[method] = sum(p.numel() for p in net.parameters())
-                    flops[method] = train_flops_per_sample(net, spec)
-                key = (init, tuple(inherit))
+            opts = TrainOptions(seed=seed)
+            done: dict[tuple, tuple[float, float, int]] = {}  # same net, same seed → same result
+            for method, (init, lg, trunk, layers) in trained.items():
+                key = (init, id(lg), tuple(lg.layers if layers is None else layers))
                 if key not in done:
                     t0 = time.perf_counter()
-                    fit(net, sx, sy, TrainOptions(epochs=args.individual_epochs, seed=seed), device=device)
-                    done[key] = (accuracy(logits_of(net, qx, device), qy), time.perf_counter() - t0)
-                acc, secs = done[key]
+                    net, _, _ = make_net(init, lg, trunk, sx, sy, ways, opts, layers, device)
+                    done[key] = (accuracy(logits_of(net, qx, device), qy), time.perf_counter() - t0,
+                                 count_parameters(net))
+                acc, secs, params[method] = done[key]
                 results.setdefault(method, []).append(acc)
                 seconds[method] = seconds.get(method, 0.0) + secs
-            for method, fn in [("prototypes on collective", prototype_accuracy),
-                               ("linear probe on collective", linear_probe_accuracy)]:
+            t0 = time.perf_counter()  # auto: the choice, then the chosen net (trained above with the same seed)
+            pick = choose_init(default, whole, sx, sy, ways, opts, device)["init"]
+            choices.append(pick)
+            method_of = {"learngene": DEFAULT, "scratch": "scratch", "instant": "instant"}[pick]
+            results.setdefault(AUTO, []).append(results[method_of][-1])
+            seconds[AUTO] = seconds.get(AUTO, 0.0) + time.perf_counter() - t0 + next(
+                v[1] for k, v in done.items() if k[0] == pick)
+            params[AUTO] = max(params.get(AUTO, 0), params[method_of])
+            for method, fn, net in [("prototypes on collective", prototype_accuracy, c.net),
+                                    ("linear probe on collective", linear_probe_accuracy, c.net),
+                                    ("prototypes on joint reference", prototype_accuracy, joint_net)]:
                 t0 = time.perf_counter()
-                results.setdefault(method, []).append(fn(c.net, sx, sy, qx, qy))
+                results.setdefault(method, []).append(fn(net, sx, sy, qx, qy))
                 seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - t0
-                params[method] = sum(p.numel() for b in c.net.blocks for p in b.parameters()) + ways * c.net.config.widths[-1]
-        steps = args.individual_epochs * max(4, -(-ways * shots // 32))
-        batch = min(32, ways * shots)
+                params[method] = sum(p.numel() for b in net.blocks for p in b.parameters()) + ways * net.feature_dim
+        trunk_params = sum(p.numel() for b in c.net.blocks for p in b.parameters())
         for method, accs in results.items():
             m, ci = mean_ci(accs)
-            secs = seconds.get(method, 0.0) / args.episodes
             row = {"method": method, "ways": ways, "shots": shots, "accuracy_mean": m, "accuracy_ci95": ci,
-                   "parameters": params.get(method, 0), "seconds_per_task": secs, "episodes": len(accs),
+                   "parameters": params.get(method, 0), "of_collective": params.get(method, 0) / c.parameters,
+                   "of_trunk": params.get(method, 0) / trunk_params,
+                   "seconds_per_task": seconds.get(method, 0.0) / args.episodes, "episodes": len(accs),
                    "accuracies": accs}  # per episode, same seeds for every method: paired comparisons
-            if method in flops and secs > 0:
-                row["train_flops_per_task"] = flops[method] * steps * batch
-                row["train_flops_per_second"] = row["train_flops_per_task"] / secs
+            if method == AUTO:
+                row["choices"] = {k: choices.count(k) for k in sorted(set(choices))}
+            for other in ("scratch", "fine-tune whole collective", "joint reference", "instant"):
+                if method in (DEFAULT, AUTO) and other != method:
+                    row.setdefault("paired", {})[other] = paired(accs, results[other])
             rows.append(row)
+            print(f"  {ways}-way {shots}-shot episode {episode + 1}: " + ", ".join(
+                f"{m.split(' (')[0][:12]} {v[-1]:.2f}" for m, v in results.items()), flush=True)
         print(f"{ways}-way {shots}-shot done", flush=True)
     return rows
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:  # noqa: BLE001 - not a checkout
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -194,44 +227,57 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default="var/bench")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=int, help="target tasks per setting (default 20, quick 2)")
+    p.add_argument("--tasks", type=int, help="collective tasks (default 8, quick 3)")
+    p.add_argument("--base-per-task", type=int, help="base classes per task (default 80, quick 20)")
+    p.add_argument("--validation-tasks", type=int, help="pseudo tasks per candidate block (default 3, quick 1)")
+    p.add_argument("--settings", default="20x1,20x5,5x5", help="ways x shots of the target tasks")
     p.add_argument("--glyphs", default="var/data/glyphs.npz", help="glyph set cache (rendered on first use)")
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
-    if args.quick:
-        args.tasks, args.base_per_task, args.collective_epochs = 3, 30, 4
-        args.episodes, args.individual_epochs = 3, 8
-        val = ValidationOptions(tasks=1, ways=5, shots=2, epochs=5)
+    args.settings = [tuple(int(v) for v in s.split("x")) for s in args.settings.split(",")]
+    if args.quick:  # smaller everything; the recipes are the defaults
+        defaults = {"tasks": 3, "base_per_task": 20, "episodes": 2, "validation_tasks": 1}
+        args.collective_max_epochs, val = 3, ValidationOptions(tasks=1, ways=5)
     else:
-        args.tasks, args.base_per_task, args.collective_epochs = 8, 80, 5
-        args.episodes, args.individual_epochs = 30, 20
-        val = ValidationOptions()
+        defaults = {"tasks": 8, "base_per_task": 80, "episodes": 20, "validation_tasks": 3}
+        args.collective_max_epochs, val = CollectiveOptions().epochs, ValidationOptions()
+    for k, v in defaults.items():
+        setattr(args, k, getattr(args, k) or v)
+    val.tasks = args.validation_tasks
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     t_start = time.perf_counter()
     glyphs = load_glyphs(cache_path=args.glyphs)
-    peak_flops = matmul_flops()
-    c, task_reports = grow(glyphs, args)
+    c, task_reports, seen = grow(glyphs, args)
+    joint_net, joint_info = joint_reference(c, seen, args)
     t0 = time.perf_counter()
     genes = {"gradient": Learngene.extract(c, "gradient", k=K)}
     genes["validated"] = Learngene.extract(c, "validated", k=K, validation=val)
     selection_seconds = time.perf_counter() - t0
+    print(f"learngenes: gradient {genes['gradient'].layers}, validated {genes['validated'].layers} "
+          f"({selection_seconds:.0f}s)", flush=True)
     heatmap(genes["validated"], out / "gradient_heatmap.png",
             {"gradient": genes["gradient"].layers, "validated": genes["validated"].layers})
-    rows = evaluate(glyphs, c, genes, args)
-    for r in rows:
-        if "train_flops_per_second" in r:
-            r["throughput_vs_matmul"] = r["train_flops_per_second"] / peak_flops
+    rows = evaluate(glyphs, c, genes, joint_net, args)
     info = c.info()
     report = {
+        "run": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "commit": git_commit(), "mode": args.mode, "episodes": args.episodes, "tasks": args.tasks,
+                "base_per_task": args.base_per_task, "validation_tasks": args.validation_tasks,
+                "settings": args.settings},
         "mode": args.mode, "device": str(select_device()), "seconds_total": time.perf_counter() - t_start,
-        "matmul_flops_per_second": peak_flops,
         "collective": {"parameters": c.parameters, "widths": info["widths"], "tasks": len(task_reports),
-                       "classes": len(c.label_space), "accuracy_matrix": info["accuracy_matrix"],
-                       "average_accuracy": info["average_accuracy"], "forgetting": info["forgetting"]},
+                       "classes": len(c.label_space), "held_back_classes": len(c.held_back_classes),
+                       "trunk_parameters": sum(p.numel() for b in c.net.blocks for p in b.parameters()),
+                       "accuracy_matrix": info["accuracy_matrix"], "average_accuracy": info["average_accuracy"],
+                       "forgetting": info["forgetting"]},
+        "joint_reference": joint_info,
         "chosen_layers": {"gradient": genes["gradient"].layers, "validated": genes["validated"].layers},
         "stability_scores": genes["gradient"].scores,
-        "validation_candidates": genes["validated"].candidates, "selection_seconds": selection_seconds,
+        "validation_candidates": genes["validated"].candidates, "strategies": genes["validated"].strategies,
+        "validation_pool": genes["validated"].source.get("validation_pool"), "selection_seconds": selection_seconds,
         "unknown_score": c.options.score,
         "unknown_auroc": [{"task": r["task"], "scripts": r["new_open_world_scripts"], "auroc": r["auroc"],
                            "by_score": r["auroc_by_score"]} for r in task_reports if r["auroc"] is not None],
@@ -244,22 +290,30 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def print_table(report: dict) -> None:
-    col = report["collective"]
-    print(f"\nCollective: {col['parameters']:,} parameters, widths {col['widths']}, {col['classes']} classes, "
-          f"average accuracy {col['average_accuracy']:.3f}, forgetting {col['forgetting']}")
-    print(f"Chosen layers: gradient {report['chosen_layers']['gradient']}, validated {report['chosen_layers']['validated']}")
-    print(f"Unknown-class AUROC of the open-world scripts ({report['unknown_score']}; energy, max_softmax):")
+    col, joint = report["collective"], report["joint_reference"]
+    print(f"\nCollective: {col['parameters']:,} parameters (trunk {col['trunk_parameters']:,}), widths "
+          f"{col['widths']}, {col['classes']} classes ({col['held_back_classes']} held back), average accuracy "
+          f"{col['average_accuracy']:.3f}, forgetting {col['forgetting']:.3f}; joint reference "
+          f"{joint['average_accuracy']:.3f} (ratio {col['average_accuracy'] / joint['average_accuracy']:.2f})")
+    print(f"Chosen layers: gradient {report['chosen_layers']['gradient']}, validated "
+          f"{report['chosen_layers']['validated']} (pool: {report['validation_pool']})")
     for a in report["unknown_auroc"]:
-        other = ", ".join(f"{a['by_score'][m]:.3f}" for m in ("energy", "max_softmax"))
-        print(f"  task {a['task']} {'+'.join(a['scripts'])}: {a['auroc']:.3f} ({other})")
-    print("\n| setting | method | accuracy | 95% CI | parameters | s/task | throughput/matmul |")
-    print("|---|---|---|---|---|---|---|")
+        other = ", ".join(f"{m} {a['by_score'][m]:.3f}" for m in ("energy", "max_softmax"))
+        print(f"  unknown AUROC task {a['task']} {'+'.join(a['scripts'])}: knn {a['auroc']:.3f} ({other})")
+    print("\n| setting | method | accuracy | 95% CI | parameters | of collective | of trunk | s/task |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in report["rows"]:
-        tp = f"{r['throughput_vs_matmul']:.3f}" if "throughput_vs_matmul" in r else "-"
         print(f"| {r['ways']}-way {r['shots']}-shot | {r['method']} | {r['accuracy_mean']:.3f} | "
-              f"±{r['accuracy_ci95']:.3f} | {r['parameters']:,} | {r['seconds_per_task']:.2f} | {tp} |")
-    print(f"\nTotal {report['seconds_total']:.0f}s on {report['device']}; "
-          f"matmul {report['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s")
+              f"±{r['accuracy_ci95']:.3f} | {r['parameters']:,} | {r['of_collective']:.2f} | {r['of_trunk']:.2f} | "
+              f"{r['seconds_per_task']:.2f} |")
+    print("\nPaired differences (same episodes), mean [95% interval], wins/losses:")
+    for r in report["rows"]:
+        for other, d in r.get("paired", {}).items():
+            print(f"  {r['ways']}-way {r['shots']}-shot {r['method']} − {other}: {d['mean_difference']:+.3f} "
+                  f"[{d['low']:+.3f}, {d['high']:+.3f}] {d['wins']}/{d['losses']}")
+        if "choices" in r:
+            print(f"  {r['ways']}-way {r['shots']}-shot auto chose {r['choices']}")
+    print(f"\nTotal {report['seconds_total']:.0f}s on {report['device']}")
 
 
 if __name__ == "__main__":

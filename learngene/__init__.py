@@ -14,14 +14,15 @@ from .collective import Collective, CollectiveOptions
 from .data import (DatasetError, InputSpec, Limits, TaskDataset, decode_image, load_dataset, load_images_npz,
                    load_npz, load_zip, npz_bytes, save_npz, to_input)
 from .device import select_device
-from .genes import DEFAULT_METHOD, Learngene, ValidationOptions
-from .individual import Individual, TrainOptions, train_individual
+from .genes import Learngene
+from .individual import INITS, Individual, TrainOptions, train_individual
+from .selection import DEFAULT_METHOD, METHODS, ValidationOptions, extract_learngene
 from .model import PRESETS, ConvNet, NetConfig, count_parameters, widen_layer
 from .training import Cancelled
 
 __all__ = [
-    "Cancelled", "Collective", "CollectiveOptions", "ConvNet", "DEFAULT_METHOD", "DatasetError", "Individual",
-    "InputSpec", "Learngene", "Limits", "NetConfig", "PRESETS", "TaskDataset", "TrainOptions", "ValidationOptions",
-    "count_parameters", "decode_image", "load_dataset", "load_images_npz", "load_npz", "load_zip", "npz_bytes",
+    "Cancelled", "Collective", "CollectiveOptions", "ConvNet", "DEFAULT_METHOD", "DatasetError", "INITS", "Individual",
+    "InputSpec", "Learngene", "Limits", "METHODS", "NetConfig", "PRESETS", "TaskDataset", "TrainOptions", "ValidationOptions",
+    "count_parameters", "decode_image", "extract_learngene", "load_dataset", "load_images_npz", "load_npz", "load_zip", "npz_bytes",
     "save_npz", "select_device", "to_input", "train_individual", "widen_layer",
 ]

@@ -1,13 +1,15 @@
 """The collective model: one network that learns a stream of labelled tasks and grows.
 
 Per task: score the incoming samples for "unknown class" with the current net (open-world report),
-widen a layer (Net2Net, function preserving) by the growth policy, extend the class-incremental head
-(a class keeps its id for ever, by name), train on the new samples mixed with replayed exemplars of
-old classes (optionally distilling the previous net), record gradient statistics, then measure the
-accuracy on every task so far (one row of the accuracy matrix R) and recalibrate the unknown threshold.
+hold a share of the new classes back (never trained on: pseudo target tasks for learngene
+validation), widen a layer (Net2Net, function preserving) by the growth policy, extend the
+class-incremental head (a class keeps its id for ever, by name), train with every batch drawn from the
+new samples and the replay memory in proportion to their classes (optionally distilling the previous
+net) until held-out accuracy stops improving, record gradient statistics, then measure the accuracy on
+every task so far (one row of the accuracy matrix R) and recalibrate the unknown threshold.
 
     c = Collective.create(InputSpec(channels=1, size=32), preset="small")
-    report = c.learn_task(task_dataset, epochs=8, progress=print)
+    report = c.learn_task(task_dataset, progress=print)   # report["epochs"]: passes it took
     blob = c.to_bytes(); c2 = Collective.from_bytes(blob)
 """
 from __future__ import annotations
@@ -20,14 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from .augment import augment
-from .data import InputSpec, TaskDataset, to_input
+from .data import DatasetError, InputSpec, TaskDataset, to_input
 from .device import select_device
 from .gradstats import GradientRecorder
 from .model import PRESETS, ConvNet, NetConfig, count_parameters, grow_classifier, widen_layer
 from .openworld import calibrate_threshold, knn_score, open_world_report, unknown_score
 from .serialize import pack, prefixed, unpack
-from .training import (Progress, ShouldStop, accuracy, check_stop, cosine_lr, features_of, from_uint8,
-                       logits_of, to_uint8)
+from .training import Progress, ShouldStop, accuracy, features_of, from_uint8, logits_of, to_uint8, train
 
 
 @dataclass
@@ -35,14 +36,18 @@ class CollectiveOptions:
     """How the collective learns. Defaults aim at unseen image sets, not at glyphs."""
 
     preset: str = "small"
-    epochs: int = 10
+    epochs: int = 20  # at most this many passes per task; fewer when held-out accuracy stops improving
+    patience: int = 3  # passes without a better held-out accuracy before a task counts as learned
     batch_size: int = 64
-    min_batches_per_epoch: int = 4  # small tasks still get steps: passes repeat (freshly augmented)
+    min_batches_per_epoch: int = 10  # small tasks still get steps: passes repeat (freshly augmented)
     lr: float = 1e-3
     weight_decay: float = 5e-4
     memory_per_class: int = 10  # replay exemplars kept per class (bounded memory)
     heldout_per_class: int = 3  # held out per class: accuracy matrix and threshold calibration
-    distill: float = 0.0  # weight of the distillation loss on old-class logits (0 = off)
+    distill: float = 0.0  # weight of the distillation loss on old-class logits (0 = off: proportional
+    #                       replay alone kept forgetting low in the benchmark, see docs/benchmark.md)
+    holdback_share: float = 0.1  # of each task's new classes, kept out of training for learngene validation
+    holdback_per_class: int = 20  # samples kept per held-back class
     growth: str = "schedule"  # "schedule": one layer per task until final widths; "unknown": only
     #                          when most of a task's new classes are flagged unknown; "none"
     score: str = "knn"  # unknown score: "knn" (distance to nearest exemplar), "energy" or "max_softmax"
@@ -66,6 +71,8 @@ class Collective:
         self.memory_x, self.memory_y = empty.clone(), torch.zeros(0, dtype=torch.long)
         self.heldout_x, self.heldout_y = empty.clone(), torch.zeros(0, dtype=torch.long)
         self.heldout_task = torch.zeros(0, dtype=torch.long)
+        self.held_back_classes: list[str] = []  # never trained on; holdback_y indexes this list
+        self.holdback_x, self.holdback_y = empty.clone(), torch.zeros(0, dtype=torch.long)
         self.device = select_device()
 
     # ----------------------------------------------------------------------------- construction
@@ -90,81 +97,136 @@ class Collective:
     # ----------------------------------------------------------------------------- learning
     def learn_task(self, ds: TaskDataset, epochs: int | None = None, progress: Progress | None = None,
                    should_stop: ShouldStop | None = None, name: str | None = None) -> dict:
-        """Learn one labelled task; returns the task's report (open world, accuracy, growth)."""
+        """Learn one labelled task; returns the task's report (open world, accuracy, growth).
+
+        `epochs` fixes the number of passes over the task; by default training stops when the accuracy
+        on the held-out samples stops improving (at most `options.epochs` passes).
+        """
         ds.require(min_classes=1, min_per_class=1)
         opts, gen = self.options, self._generator()
         x = to_input(ds.x, self.spec)  # (N, C, S, S) in [-1, 1]
         known = set(self.label_space)
+        report: dict = {"classes": list(ds.class_names), "open_world": None}
+        if self.tasks_seen > 0:
+            report["open_world"] = self._open_world(x, ds, known)
+
+        held_back = self._hold_back(ds, x, known, gen)  # never trained on: honest pseudo target tasks
+        learn = [n for n in ds.class_names if n not in self.held_back_classes]
+        if not learn:
+            raise DatasetError("every class of this task is held back for learngene validation")
         index = {n: i for i, n in enumerate(self.label_space)}
-        new_classes = [n for n in ds.class_names if n not in index]
+        new_classes = [n for n in learn if n not in index]
         for n in new_classes:
             index[n] = len(self.label_space)
             self.label_space.append(n)
-        y = torch.tensor([index[ds.class_names[c]] for c in ds.y])  # global class ids
-
-        report: dict = {"classes": list(ds.class_names), "new_classes": new_classes, "open_world": None}
-        if self.tasks_seen > 0:
-            report["open_world"] = self._open_world(x, ds, known)
+        keep = np.array([ds.class_names[c] in index for c in ds.y])
+        sample_ids = np.flatnonzero(keep)
+        x = x[torch.from_numpy(sample_ids)]
+        y = torch.tensor([index[ds.class_names[c]] for c in ds.y[keep]])  # global class ids
+        report.update(new_classes=new_classes, held_back_classes=held_back)
         report["growth"] = self._grow(report["open_world"], new_classes, ds)
         grow_classifier(self.net, len(self.label_space))
 
         train_idx, held_idx = self._split(y, gen)
-        teacher = copy.deepcopy(self.net).eval() if opts.distill > 0 and known else None
-        n_old = len(known)
-        self.net.to(self.device).train()
-        steps_per_epoch = max(opts.min_batches_per_epoch, -(-len(train_idx) // opts.batch_size))
-        epochs = epochs if epochs is not None else opts.epochs
-        optim = torch.optim.AdamW(self.net.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-        sched = cosine_lr(optim, epochs * steps_per_epoch)
-        xt, yt = x[train_idx], y[train_idx]
-        mem_x, mem_y = from_uint8(self.memory_x), self.memory_y
-        loss_value = float("nan")
-        for epoch in range(epochs):
-            passes = -(-steps_per_epoch * opts.batch_size // len(xt))
-            order = torch.cat([torch.randperm(len(xt), generator=gen) for _ in range(passes)])
-            total, batches = 0.0, 0
-            for b in range(steps_per_epoch):
-                check_stop(should_stop)
-                idx = order[b * opts.batch_size : (b + 1) * opts.batch_size]
-                bx, by = xt[idx], yt[idx]
-                if len(mem_y):  # replay: half a batch of old exemplars
-                    r = torch.randint(0, len(mem_y), (max(1, len(idx) // 2),), generator=gen)
-                    bx, by = torch.cat([bx, mem_x[r]]), torch.cat([by, mem_y[r]])
-                bx = augment(bx, gen).to(self.device)
-                by = by.to(self.device)
-                logits = self.net(bx)
-                loss = F.cross_entropy(logits, by)
-                if teacher is not None:
-                    with torch.no_grad():
-                        old = teacher.to(self.device)(bx)[:, :n_old]
-                    t = 2.0
-                    kd = F.kl_div(F.log_softmax(logits[:, :n_old] / t, 1), F.softmax(old / t, 1),
-                                  reduction="batchmean") * t * t
-                    loss = loss + opts.distill * kd
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                self.recorder.record(self.net.conv_layers())
-                optim.step()
-                sched.step()
-                total += float(loss.detach())
-                batches += 1
-            loss_value = total / max(batches, 1)
-            if progress:
-                progress({"stage": "train", "epoch": epoch + 1, "epochs": epochs, "loss": loss_value,
-                          "fraction": (epoch + 1) / epochs})
+        report["heldout_index"] = sample_ids[held_idx.numpy()].tolist()  # into `ds`: for a joint reference
+        history = self._train(x[train_idx], y[train_idx], x[held_idx], y[held_idx], known, epochs, gen,
+                              progress, should_stop)
         self.recorder.finish_task()
 
         self._remember(x, y, train_idx, held_idx, gen)
         self.tasks.append({"name": name or f"task-{self.tasks_seen + 1}", "classes": list(ds.class_names),
-                           "new_classes": new_classes})
+                           "new_classes": new_classes, "held_back_classes": held_back})
         row = self._accuracy_row()
         self.accuracy_matrix.append(row)
         self._calibrate()
-        report.update({"accuracy": row[-1], "accuracy_row": row, "loss": loss_value,
+        report.update({"accuracy": row[-1], "accuracy_row": row, "loss": history[-1]["loss"],
+                       "epochs": len(history), "history": history,
                        "grad_stats": {s: self.recorder.history[s][-1] for s in self.recorder.history
                                       if self.recorder.history[s]},
                        "widths": list(self.net.config.widths), "parameters": self.parameters})
         return report
+
+    def _train(self, xt: torch.Tensor, yt: torch.Tensor, xh: torch.Tensor, yh: torch.Tensor, known: set[str],
+               epochs: int | None, gen: torch.Generator, progress: Progress | None,
+               should_stop: ShouldStop | None) -> list[dict]:
+        """New samples mixed with replayed exemplars in proportion to their classes, through the one loop.
+
+        Every batch holds old and new classes in the share they have of the label space, so old classes
+        keep their weight in the shared head and in the BatchNorm statistics however many tasks came.
+        """
+        opts = self.options
+        mem_x, mem_y = from_uint8(self.memory_x), self.memory_y
+        n_old = len(set(mem_y.tolist()) - set(yt.tolist()))
+        n_all = n_old + len(set(yt.tolist()))
+        replay = min(opts.batch_size - 1, round(opts.batch_size * n_old / n_all)) if len(mem_y) else 0
+        fresh = opts.batch_size - replay
+        steps_per_epoch = max(opts.min_batches_per_epoch, -(-len(xt) // fresh))
+        max_epochs = epochs if epochs is not None else opts.epochs
+        order = torch.cat([torch.randperm(len(xt), generator=gen)
+                           for _ in range(-(-steps_per_epoch * fresh * max_epochs // len(xt)))])
+
+        def draw(step: int):
+            idx = order[step * fresh : (step + 1) * fresh]
+            bx, by = xt[idx], yt[idx]
+            if replay:
+                r = torch.randint(0, len(mem_y), (replay,), generator=gen)
+                bx, by = torch.cat([bx, mem_x[r]]), torch.cat([by, mem_y[r]])
+            return augment(bx, gen), by
+
+        extra = None
+        if opts.distill > 0 and known:
+            teacher, n_known = copy.deepcopy(self.net).to(self.device).eval(), len(known)
+
+            def extra(logits, bx):  # noqa: F811 - distillation of the old classes' logits
+                with torch.no_grad():
+                    old = teacher(bx)[:, :n_known]
+                t = 2.0
+                return opts.distill * F.kl_div(F.log_softmax(logits[:, :n_known] / t, 1), F.softmax(old / t, 1),
+                                               reduction="batchmean") * t * t
+
+        # Held-out samples of every class so far: the convergence signal (and forgetting shows in it).
+        check_x = torch.cat([from_uint8(self.heldout_x), xh])
+        check_y = torch.cat([self.heldout_y, yh])
+        best = {"accuracy": -1.0, "epoch": 0, "state": None}
+
+        def on_epoch(epoch: int, stats: dict) -> bool:
+            if len(check_y):
+                stats["heldout_accuracy"] = accuracy(logits_of(self.net, check_x, self.device), check_y)
+                if stats["heldout_accuracy"] > best["accuracy"]:
+                    best.update(accuracy=stats["heldout_accuracy"], epoch=epoch,
+                                state={k: v.detach().clone() for k, v in self.net.state_dict().items()})
+            if progress:
+                progress({"stage": "train", "epoch": epoch, "epochs": max_epochs, "loss": stats["loss"],
+                          "fraction": epoch / max_epochs})
+            converged = epochs is None and epoch >= 2 and epoch - best["epoch"] >= opts.patience
+            return bool(converged)
+
+        history = train(self.net, draw, steps=steps_per_epoch * max_epochs, lr=opts.lr,
+                        weight_decay=opts.weight_decay, warmup=min(steps_per_epoch, 100), extra_loss=extra,
+                        after_backward=lambda: self.recorder.record(self.net.conv_layers()),
+                        steps_per_epoch=steps_per_epoch, on_epoch=on_epoch, should_stop=should_stop,
+                        device=self.device)
+        if epochs is None and best["state"] is not None:
+            self.net.load_state_dict(best["state"])  # the epoch that did best on held-out samples
+        return history
+
+    def _hold_back(self, ds: TaskDataset, x: torch.Tensor, known: set[str], gen: torch.Generator) -> list[str]:
+        """Keep a share of the task's new classes out of training, with up to `holdback_per_class` samples
+        each: pseudo target tasks from classes the collective never learned (learngene validation)."""
+        counts = np.bincount(ds.y, minlength=ds.num_classes)
+        candidates = [i for i, n in enumerate(ds.class_names)
+                      if n not in known and n not in self.held_back_classes and counts[i] >= 3]
+        k = int(self.options.holdback_share * len(candidates))
+        if k == 0 or len(candidates) - k < 2:
+            return []
+        pick = sorted(candidates[i] for i in torch.randperm(len(candidates), generator=gen)[:k].tolist())
+        for c in pick:
+            idx = torch.from_numpy(np.flatnonzero(ds.y == c))
+            idx = idx[torch.randperm(len(idx), generator=gen)[: self.options.holdback_per_class]]
+            self.holdback_x = torch.cat([self.holdback_x, to_uint8(x[idx])])
+            self.holdback_y = torch.cat([self.holdback_y, torch.full((len(idx),), len(self.held_back_classes))])
+            self.held_back_classes.append(ds.class_names[c])
+        return [ds.class_names[c] for c in pick]
 
     def _scores(self, x: torch.Tensor, method: str | None = None) -> np.ndarray:
         """Unknown scores of converted images (N, C, S, S) with the current net; higher = more unknown."""
@@ -273,18 +335,21 @@ class Collective:
             "threshold": self.threshold if np.isfinite(self.threshold) else None,
             "score": self.options.score,
             "growth": self.growth_log,
+            "held_back_classes": list(self.held_back_classes),
         }
 
     # ----------------------------------------------------------------------------- storage
     def to_bytes(self) -> bytes:
         tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
         tensors.update(memory_x=self.memory_x, memory_y=self.memory_y, heldout_x=self.heldout_x,
-                       heldout_y=self.heldout_y, heldout_task=self.heldout_task)
+                       heldout_y=self.heldout_y, heldout_task=self.heldout_task, holdback_x=self.holdback_x,
+                       holdback_y=self.holdback_y)
         meta = {
             "kind": "collective", "config": self.net.config.to_dict(), "spec": self.spec.to_dict(),
             "options": asdict(self.options), "label_space": self.label_space, "tasks": self.tasks,
             "accuracy_matrix": self.accuracy_matrix, "threshold": self.threshold,
             "gradients": self.recorder.to_dict(), "growth": self.growth_log,
+            "held_back_classes": self.held_back_classes,
         }
         return pack(tensors, meta)
 
@@ -300,6 +365,9 @@ class Collective:
         c.accuracy_matrix, c.threshold = meta["accuracy_matrix"], meta["threshold"]
         c.recorder = GradientRecorder.from_dict(meta["gradients"])
         c.growth_log = meta["growth"]
+        c.held_back_classes = list(meta.get("held_back_classes", []))  # artifacts from before hold-back
+        if "holdback_x" in tensors:
+            c.holdback_x, c.holdback_y = tensors["holdback_x"], tensors["holdback_y"]
         c.memory_x, c.memory_y = tensors["memory_x"], tensors["memory_y"]
         c.heldout_x, c.heldout_y, c.heldout_task = tensors["heldout_x"], tensors["heldout_y"], tensors["heldout_task"]
         c.net.to(c.device)

@@ -3,16 +3,26 @@
 The individual keeps the source collective's layer layout. Positions the learngene covers get a
 fresh copy of the inherited conv and BatchNorm (weights and running statistics); the other positions
 are freshly initialised at a fraction of the collective's width (a fresh layer right below an
-inherited one takes the width the inherited one expects). Then global pooling and a linear head for
-the target classes. With `init="scratch"` the same network is built with nothing inherited.
+inherited one takes the width the inherited one expects). Then global pooling and a linear head.
 
-    ind = train_individual(support, learngene, TrainOptions(epochs=25, seed=0), eval_set=query)
-    ind.metrics["eval_accuracy"], ind.predict(images)[0]["label"]
+Inits (`TrainOptions.init`):
+- `learngene`: the above, trained on the support. Inherited layers learn at a lower rate; those with
+  no fresh layer below them keep their inherited BatchNorm statistics (the support is too small to
+  re-estimate them); the head starts from the class prototypes; a small support trains full-batch
+  for a step budget set by its size.
+- `scratch`: the same net with nothing inherited, same recipe.
+- `instant`: no training: the whole collective's conv trunk and a cosine head on class prototypes.
+- `auto` (default): the best of the three for this support, by cross-validation over its shots
+  (leave one shot per class out) when every class has two or more; with one shot, by the scores the
+  learngene's validation recorded on pseudo tasks at one shot. The choice and its scores go to metrics.
+
+    ind = train_individual(support, learngene, TrainOptions(seed=0), eval_set=query, trunk=whole)
+    ind.metrics["eval_accuracy"], ind.metrics["auto"], ind.predict(images)[0]["label"]
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,116 +35,207 @@ from .device import select_device
 from .model import ConvNet, NetConfig, count_parameters
 from .openworld import calibrate_threshold, unknown_score
 from .serialize import pack, prefixed, unpack
-from .training import Progress, ShouldStop, accuracy, check_stop, cosine_lr, logits_of
+from .training import Progress, ShouldStop, accuracy, features_of, logits_of, train
 
 if TYPE_CHECKING:
     from .genes import Learngene
 
-INITS = ("learngene", "scratch")
+INITS = ("auto", "learngene", "scratch", "instant")
+TRAINED = ("learngene", "scratch")
 
 
 @dataclass
 class TrainOptions:
-    """Few-shot training. An epoch is one pass over the support set, repeated (with fresh
-    augmentation) until it holds `min_batches_per_epoch` batches, so 1-shot sets still get steps."""
+    """Few-shot training. With no `epochs`, a support of n images trains for `step_budget(n)` steps,
+    full-batch up to `batch_size` images; with `epochs`, for that many passes over the support."""
 
-    epochs: int | None = None  # default 25
+    epochs: int | None = None
     seed: int = 0
-    init: str = "learngene"  # or "scratch": the same net, nothing inherited
-    lr: float | None = None  # AdamW; default 2e-3
+    init: str = "auto"  # "learngene", "scratch", "instant" or "auto" (module docstring)
+    lr: float | None = None  # AdamW for fresh layers and the head; default 2e-3
+    inherited_lr: float = 0.3  # inherited layers learn at lr × this
+    freeze_inherited_bn: bool = True  # inherited layers fed by inherited layers keep their BN statistics
+    prototype_head: bool = True  # the head starts from the support's class means
     anchor: float = 0.0  # L2 pull of inherited weights towards their inherited values
-    batch_size: int = 32
-    min_batches_per_epoch: int = 4
+    batch_size: int = 32  # a support of up to this many images trains full-batch
     weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
     augment: bool = True
     fresh_width: float = 0.5  # width of fresh layers relative to the collective's
+    cv_folds: int = 2  # auto: shots held out per class, one per fold
     score: str = "max_softmax"  # unknown score for predictions
 
     def resolved(self) -> "TrainOptions":
-        o = TrainOptions(**asdict(self))
-        o.epochs = 25 if o.epochs is None else int(o.epochs)
+        o = replace(self)
         o.lr = 2e-3 if o.lr is None else float(o.lr)
         if o.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {o.init!r}")
-        if o.epochs < 1 or o.epochs > 1000:
+        if o.epochs is not None and not 1 <= int(o.epochs) <= 1000:
             raise ValueError("epochs must be between 1 and 1000")
         return o
 
 
-def individual_config(source: NetConfig, inherited: list[int], num_classes: int, fresh_width: float) -> NetConfig:
+def step_budget(n: int) -> int:
+    """Training steps for a support of n images: 100 for the few-shot sizes, more for larger sets."""
+    return int(min(400, max(100, n // 2)))
+
+
+def individual_config(source: NetConfig, inherited: list[int], num_classes: int, fresh_width: float,
+                      head: str = "linear") -> NetConfig:
     """Layer widths for an individual: inherited positions at the source width, others narrower."""
     widths = []
     for p, w in enumerate(source.widths):
         feeds_inherited = p + 1 in inherited
         widths.append(w if p in inherited or feeds_inherited else max(8, int(round(w * fresh_width))))
-    return NetConfig(source.in_channels, widths, list(source.pool_after), [], num_classes)
+    return NetConfig(source.in_channels, widths, list(source.pool_after), [], num_classes, head)
 
 
-def build_net(learngene: "Learngene", num_classes: int, init: str = "learngene", fresh_width: float = 0.5,
-              layers: list[int] | None = None, generator_seed: int = 0) -> ConvNet:
-    """A fresh individual net; inherited layers hold copies of the learngene's tensors (never shared)."""
-    layers = learngene.layers if layers is None else layers
-    torch.manual_seed(generator_seed)
-    net = ConvNet(individual_config(learngene.source_config, layers, num_classes, fresh_width))
-    if init == "learngene":
+def build_net(source_config: NetConfig, tensors: dict[str, torch.Tensor], num_classes: int, layers: list[int],
+              init: str = "learngene", fresh_width: float = 0.5, seed: int = 0, head: str = "linear") -> ConvNet:
+    """A fresh individual net; `layers` hold copies of `tensors` ("blocks.{p}.…", never shared)."""
+    torch.manual_seed(seed)
+    net = ConvNet(individual_config(source_config, layers, num_classes, fresh_width, head))
+    if init != "scratch":
         state = net.state_dict()
         for p in layers:
-            for k, v in prefixed(learngene.tensors, f"blocks.{p}.").items():
+            for k, v in prefixed(tensors, f"blocks.{p}.").items():
                 state[f"blocks.{p}.{k}"] = v.clone()
         net.load_state_dict(state)
     return net
 
 
-def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, anchored: list[int] | None = None,
-        progress: Progress | None = None, should_stop: ShouldStop | None = None,
-        device: torch.device | None = None, held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
+@torch.no_grad()
+def set_prototype_head(net: ConvNet, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
+    """Head rows ← class means of the pooled conv features (unit length; scaled for a linear head)."""
+    f = features_of(net, x, device)  # (N, D)
+    protos = torch.stack([f[y == c].mean(0) for c in range(net.config.num_classes)])
+    w = F.normalize(protos, dim=1)
+    if net.config.head == "linear":
+        w = w * (5.0 / f.norm(dim=1).mean().clamp_min(1e-6))  # logits ≈ 5 × cosine at the start
+        net.classifier.bias.zero_()
+    net.classifier.weight.copy_(w.to(net.classifier.weight.device))
+
+
+def inherited_prefix(layers: list[int]) -> list[int]:
+    """Inherited layers with no fresh layer below them: their input is what their statistics saw."""
+    out = []
+    for p in range(len(layers) + 1):
+        if p not in layers:
+            break
+        out.append(p)
+    return out
+
+
+def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, inherited: list[int] | None = None,
+        progress: Progress | None = None, should_stop: ShouldStop | None = None, device: torch.device | None = None,
+        held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
     """Train `net` on converted images x (N, C, S, S), labels y (N,); returns the per-epoch history.
 
     With `held_out` (x, y) each epoch's entry also has its `eval_accuracy` (the training curve users see).
     """
     o = options.resolved()
     device = device or select_device()
+    inherited = inherited or []
     gen = torch.Generator().manual_seed(o.seed)
-    net.to(device).train()
-    anchors = {}
-    if o.anchor > 0 and anchored:
-        anchors = {n: p.detach().clone() for n, p in net.named_parameters()
-                   if n.startswith(tuple(f"blocks.{i}." for i in anchored))}
+    net.to(device)
+    if o.prototype_head:
+        set_prototype_head(net, x, y, device)
     batch = min(o.batch_size, len(x))
-    steps = max(o.min_batches_per_epoch, math.ceil(len(x) / batch))
-    optim = torch.optim.AdamW(net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-    sched = cosine_lr(optim, o.epochs * steps)
-    history = []
-    for epoch in range(o.epochs):
-        total_loss, correct, seen = 0.0, 0, 0
-        order = torch.cat([torch.randperm(len(x), generator=gen) for _ in range(math.ceil(steps * batch / len(x)))])
-        for s in range(steps):
-            check_stop(should_stop)
-            idx = order[s * batch : (s + 1) * batch]
-            bx, by = x[idx], y[idx]
-            if o.augment:
-                bx = augment(bx, gen)
-            bx, by = bx.to(device), by.to(device)
-            logits = net(bx)
-            loss = F.cross_entropy(logits, by)
-            if anchors:
-                params = dict(net.named_parameters())
-                loss = loss + o.anchor * sum(((params[n] - a) ** 2).sum() for n, a in anchors.items())
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            sched.step()
-            total_loss += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == by).sum())
-            seen += len(idx)
-        history.append({"epoch": epoch + 1, "loss": total_loss / seen, "accuracy": correct / seen})
+    per_pass = math.ceil(len(x) / batch)
+    if o.epochs is None:
+        steps = step_budget(len(x))
+        steps_per_epoch = max(1, steps // 25)  # 25 points on the training curve
+    else:
+        steps, steps_per_epoch = o.epochs * per_pass, per_pass
+    order = torch.cat([torch.randperm(len(x), generator=gen) for _ in range(math.ceil(steps * batch / len(x)))])
+
+    def draw(step: int):
+        idx = order[step * batch : (step + 1) * batch]
+        bx = augment(x[idx], gen) if o.augment else x[idx]
+        return bx, y[idx]
+
+    extra = None
+    if o.anchor > 0 and inherited:
+        names = tuple(f"blocks.{i}." for i in inherited)
+        anchors = {n: p.detach().clone() for n, p in net.named_parameters() if n.startswith(names)}
+
+        def extra(logits, bx):  # noqa: ARG001 - the anchor penalty looks only at the weights
+            params = dict(net.named_parameters())
+            return o.anchor * sum(((params[n] - a) ** 2).sum() for n, a in anchors.items())
+
+    frozen = [net.blocks[p].bn for p in inherited_prefix(inherited)] if o.freeze_inherited_bn else []
+    total_epochs = math.ceil(steps / steps_per_epoch)
+
+    def on_epoch(epoch: int, stats: dict) -> None:
         if held_out is not None:
-            history[-1]["eval_accuracy"] = accuracy(logits_of(net, held_out[0], device), held_out[1])
+            stats["eval_accuracy"] = accuracy(logits_of(net, held_out[0], device), held_out[1])
         if progress:
-            progress({"stage": "train", "epoch": epoch + 1, "epochs": o.epochs, "loss": total_loss / seen,
-                      "fraction": (epoch + 1) / o.epochs})
-    net.eval()
-    return history
+            progress({"stage": "train", "epoch": epoch, "epochs": total_epochs, "loss": stats["loss"],
+                      "fraction": epoch / total_epochs})
+
+    return train(net, draw, steps=steps, lr=o.lr, weight_decay=o.weight_decay, warmup=min(10, steps // 10),
+                 lr_scale={f"blocks.{p}.": o.inherited_lr for p in inherited}, label_smoothing=o.label_smoothing,
+                 extra_loss=extra, frozen_bn=frozen, steps_per_epoch=steps_per_epoch, on_epoch=on_epoch,
+                 should_stop=should_stop, device=device)
+
+
+def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: torch.Tensor, y: torch.Tensor,
+             num_classes: int, o: TrainOptions, layers: list[int] | None = None, device: torch.device | None = None,
+             **fit_kwargs) -> tuple[ConvNet, list[int], list[dict]]:
+    """Build the net of one (non-auto) init and train it; returns (net, inherited layers, history)."""
+    device = device or select_device()
+    if init == "instant":
+        if trunk is None:
+            raise DatasetError("init=instant needs the collective's trunk (no collective version is known)")
+        net = build_net(trunk.source_config, trunk.tensors, num_classes, trunk.layers, "learngene", seed=o.seed,
+                        head="cosine").to(device)
+        set_prototype_head(net, x, y, device)
+        return net.eval(), list(trunk.layers), []
+    layers = learngene.layers if layers is None else layers
+    inherited = list(layers) if init == "learngene" else []
+    net = build_net(learngene.source_config, learngene.tensors, num_classes, layers, init, o.fresh_width, o.seed)
+    history = fit(net, x, y, o, inherited=inherited, device=device, **fit_kwargs)
+    return net, inherited, history
+
+
+def cross_validate(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tensor, y: torch.Tensor,
+                   num_classes: int, o: TrainOptions, inits: tuple[str, ...], device: torch.device,
+                   should_stop: ShouldStop | None = None) -> dict[str, float]:
+    """Mean accuracy of each init over folds that each hold one shot per class out of the support."""
+    shots = int(torch.bincount(y, minlength=num_classes).min())
+    gen = torch.Generator().manual_seed(o.seed + 17)
+    perms = {c: (y == c).nonzero().flatten()[torch.randperm(int((y == c).sum()), generator=gen)]
+             for c in range(num_classes)}
+    scores: dict[str, list[float]] = {i: [] for i in inits}
+    for fold in range(min(o.cv_folds, shots)):
+        q = torch.stack([perms[c][fold] for c in range(num_classes)])
+        s = torch.tensor(sorted(set(range(len(y))) - set(q.tolist())))
+        for init in inits:
+            net, _, _ = make_net(init, learngene, trunk, x[s], y[s], num_classes, o, device=device,
+                                 should_stop=should_stop)
+            scores[init].append(accuracy(logits_of(net, x[q], device), y[q]))
+    return {i: float(np.mean(v)) for i, v in scores.items()}
+
+
+def choose_init(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tensor, y: torch.Tensor,
+                num_classes: int, o: TrainOptions, device: torch.device,
+                should_stop: ShouldStop | None = None) -> dict:
+    """What `init="auto"` picks for this support, and why: {"init", "scores", "by"}."""
+    inits = TRAINED + (("instant",) if trunk is not None else ())
+    shots = int(torch.bincount(y, minlength=num_classes).min())
+    if shots >= 2:
+        scores, by = cross_validate(learngene, trunk, x, y, num_classes, o, inits, device, should_stop), \
+            f"cross-validation over the support ({min(o.cv_folds, shots)} folds, one shot per class out)"
+    else:
+        prior = (learngene.strategies or {}).get("1", {})
+        scores = {i: float(prior[i]) for i in inits if i in prior}
+        by = "the learngene's validation pseudo tasks at one shot"
+        if not scores:
+            scores, by = {"learngene": 1.0}, "default (no evidence recorded with this learngene)"
+    # Ties go to the earlier entry: the small learngene individual first.
+    order = [i for i in ("learngene", "instant", "scratch") if i in scores]
+    best = max(order, key=lambda i: (scores[i], -order.index(i)))
+    return {"init": best, "scores": scores, "by": by}
 
 
 def _matching(ds: TaskDataset, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -202,8 +303,10 @@ class Individual:
 
 def train_individual(support: TaskDataset, learngene: "Learngene", options: TrainOptions | None = None,
                      eval_set: TaskDataset | None = None, progress: Progress | None = None,
-                     should_stop: ShouldStop | None = None, layers: list[int] | None = None) -> Individual:
-    """Build an individual from `learngene` (or its scratch twin) and train it on `support`.
+                     should_stop: ShouldStop | None = None, layers: list[int] | None = None,
+                     trunk: "Learngene | None" = None) -> Individual:
+    """Build an individual from `learngene` (its scratch twin, or the instant model on `trunk`, the
+    collective's whole conv stack: `Learngene.whole(collective)`) and train it on `support`.
 
     `layers` overrides which of the learngene's source layers are inherited (for ablations it must be
     a subset of the layers the learngene carries).
@@ -213,16 +316,22 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
     spec = learngene.spec
     if support.channels not in (1, 3) or (spec.channels not in (1, 3)):
         raise DatasetError(f"cannot convert {support.channels}-channel images to {spec.channels} channels")
-    layers = learngene.layers if layers is None else layers
-    inherited = layers if o.init == "learngene" else []
-    net = build_net(learngene, support.num_classes, o.init, o.fresh_width, layers, generator_seed=o.seed)
+    device = select_device()
     x, y = to_input(support.x, spec), torch.from_numpy(support.y)
+    n = support.num_classes
     held_out = None
     if eval_set is not None:
         keep, targets = _matching(eval_set, list(support.class_names))
         held_out = (to_input(eval_set.x[keep], spec), torch.from_numpy(targets))
-    history = fit(net, x, y, o, anchored=inherited, progress=progress, should_stop=should_stop, held_out=held_out)
-    device = select_device()
+    auto = None
+    init = o.init
+    if init == "auto":
+        if progress:
+            progress({"stage": "choose", "fraction": 0.0})
+        auto = choose_init(learngene, trunk, x, y, n, o, device, should_stop)
+        init = auto["init"]
+    net, inherited, history = make_net(init, learngene, trunk, x, y, n, o, layers, device, progress=progress,
+                                       should_stop=should_stop, held_out=held_out)
     # Unknown threshold: 95% of known-class samples stay below it. The held-out set is the honest sample
     # when there is one: the net has fitted its own support views, so a threshold from them alone flags
     # many ordinary new images as unknown.
@@ -233,10 +342,12 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
         known = torch.cat([augment(x, gen) for _ in range(max(1, 64 // len(x)))] + [x])
         threshold_from = "augmented support views"
     threshold = calibrate_threshold(unknown_score(logits_of(net, known, device), o.score).numpy())
-    ind = Individual(net, spec, list(support.class_names), o.init, list(inherited), threshold, o.score,
-                     options=asdict(o))
+    ind = Individual(net, spec, list(support.class_names), init, list(inherited), threshold, o.score,
+                     options={**asdict(o), "init": o.init})
     ind.metrics = {"train_accuracy": accuracy(logits_of(net, x, device), y), "history": history,
                    "unknown_threshold_from": threshold_from}
+    if auto is not None:
+        ind.metrics["auto"] = auto
     if eval_set is not None:
         ind.metrics["eval_accuracy"] = ind.evaluate(eval_set)
     return ind

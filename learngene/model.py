@@ -50,6 +50,7 @@ class NetConfig:
     pool_after: list[int] = field(default_factory=list)
     hidden: list[int] = field(default_factory=list)
     num_classes: int = 0
+    head: str = "linear"  # or "cosine": scaled cosine similarity to one weight row per class
 
     @classmethod
     def preset(cls, name: str, in_channels: int, num_classes: int = 0, final: bool = False) -> "NetConfig":
@@ -87,6 +88,22 @@ class ConvBlock(nn.Module):
         return x
 
 
+class CosineClassifier(nn.Module):
+    """logits = scale · cos(features, row of class c): a prototype head that needs no bias or training."""
+
+    def __init__(self, dim: int, num_classes: int, scale: float = 10.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_classes, dim) * 0.01)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.normalize(x, dim=1) @ nn.functional.normalize(self.weight, dim=1).T
+
+
 class ConvNet(nn.Module):
     """Conv stack → global average pool → MLP → linear classifier.
 
@@ -102,7 +119,8 @@ class ConvNet(nn.Module):
         )
         dims = [c.widths[-1], *c.hidden]
         self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self.classifier = nn.Linear(dims[-1], max(c.num_classes, 1))
+        head = CosineClassifier if c.head == "cosine" else nn.Linear
+        self.classifier = head(dims[-1], max(c.num_classes, 1))
 
     @property
     def feature_dim(self) -> int:

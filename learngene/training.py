@@ -1,14 +1,26 @@
-"""Small training helpers shared by the collective, the individuals and the baselines."""
+"""The one training loop (collective, individuals, joint reference, pseudo tasks) and its small helpers.
+
+    history = train(net, draw, steps=200, lr=2e-3, warmup=10, steps_per_epoch=20,
+                    on_epoch=lambda epoch, stats: stats["loss"] < 0.01)     # True stops early
+    logits_of(net, x, device), accuracy(logits, y)
+
+`draw(step)` returns the next batch (x, y) on the CPU, already augmented; the loop moves it to the
+device, takes the step and keeps the books. What differs between callers (which samples, replay,
+distillation, learning rate per layer, frozen BatchNorm statistics) comes in as arguments.
+"""
 from __future__ import annotations
 
-from typing import Callable
+import math
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 Progress = Callable[[dict], None]
 ShouldStop = Callable[[], bool]
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Cancelled(Exception):
@@ -18,6 +30,80 @@ class Cancelled(Exception):
 def check_stop(should_stop: ShouldStop | None) -> None:
     if should_stop is not None and should_stop():
         raise Cancelled("training was cancelled")
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
+                  warmup_steps: int = 0) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over `warmup_steps`, then a cosine decay to zero at `total_steps`."""
+    total, warm = max(total_steps, 1), max(0, min(warmup_steps, total_steps - 1))
+
+    def factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / (warm + 1)
+        return 0.5 * (1 + math.cos(math.pi * min(s - warm, total - warm) / max(total - warm, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def param_groups(net: nn.Module, lr: float, scaled: dict[str, float] | None = None) -> list[dict]:
+    """AdamW groups: parameters whose name starts with a key of `scaled` learn at lr × its value."""
+    scaled = scaled or {}
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, p in net.named_parameters():
+        scale = next((v for prefix, v in scaled.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(scale, []).append(p)
+    return [{"params": ps, "lr": lr * s} for s, ps in groups.items() if s > 0]
+
+
+def train(net: nn.Module, draw: Callable[[int], Batch], *, steps: int, lr: float, weight_decay: float = 5e-4,
+          warmup: int = 0, lr_scale: dict[str, float] | None = None, label_smoothing: float = 0.0,
+          extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          after_backward: Callable[[], None] | None = None, frozen_bn: Iterable[nn.Module] = (),
+          steps_per_epoch: int | None = None, on_epoch: Callable[[int, dict], bool | None] | None = None,
+          should_stop: ShouldStop | None = None, device: torch.device | None = None) -> list[dict]:
+    """Train `net` for `steps` AdamW steps (warm-up + cosine); returns one stats dict per epoch.
+
+    `extra_loss(logits, x)` adds to the cross-entropy (distillation, anchor penalty); `after_backward`
+    runs between backward and step (gradient statistics); BatchNorm layers in `frozen_bn` stay in eval
+    mode, so their inherited running statistics are used and kept. `on_epoch(epoch, stats)` is called
+    every `steps_per_epoch` steps and at the end; answering True stops training early.
+    """
+    device = device or next(net.parameters()).device
+    net.to(device).train()
+    frozen = list(frozen_bn)
+    for m in frozen:
+        m.eval()
+    optim = torch.optim.AdamW(param_groups(net, lr, lr_scale), lr=lr, weight_decay=weight_decay)
+    sched = warmup_cosine(optim, steps, warmup)
+    per_epoch = steps_per_epoch or steps
+    history: list[dict] = []
+    total, correct, seen = 0.0, 0, 0
+    for step in range(steps):
+        check_stop(should_stop)
+        bx, by = draw(step)
+        bx, by = bx.to(device, non_blocking=True), by.to(device, non_blocking=True)
+        logits = net(bx)
+        loss = F.cross_entropy(logits, by, label_smoothing=label_smoothing)
+        if extra_loss is not None:
+            loss = loss + extra_loss(logits, bx)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        optim.step()
+        sched.step()
+        total += float(loss.detach()) * len(by)
+        correct += int((logits.detach().argmax(1) == by).sum())
+        seen += len(by)
+        if (step + 1) % per_epoch == 0 or step + 1 == steps:
+            stats = {"epoch": len(history) + 1, "steps": step + 1, "loss": total / max(seen, 1),
+                     "accuracy": correct / max(seen, 1)}
+            history.append(stats)
+            total, correct, seen = 0.0, 0, 0
+            if on_epoch is not None and on_epoch(stats["epoch"], stats):
+                break
+    net.eval()
+    return history
 
 
 @torch.no_grad()
@@ -56,9 +142,3 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def from_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
-
-
-def cosine_lr(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / max(total_steps, 1)))
-    )

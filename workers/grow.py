@@ -91,7 +91,8 @@ def _record(s: Session, job: Job, task: Task, collective: CollectiveRow, head: C
         collective_id=collective.id, number=head.number + 1 if head else 1, parent_id=head.id if head else None,
         widths=info["widths"], parameters=int(info["parameters"]), label_space=info["label_space"],
         accuracy_matrix=info["accuracy_matrix"], threshold=info["threshold"], weights_sha256=net_sha,
-        info={k: info.get(k) for k in ("average_accuracy", "forgetting", "growth", "tasks", "score", "preset")},
+        info={k: info.get(k) for k in ("average_accuracy", "forgetting", "growth", "tasks", "score", "preset",
+                                       "held_back_classes")},
     )
     s.add(version)
     s.flush()

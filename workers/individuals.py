@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from learngene import Learngene, TrainOptions, load_dataset, train_individual
-from service.models import Individual, Job, JobStatus, Learngene as LearngeneRow, utcnow
+from learngene import Collective, Learngene, TrainOptions, load_dataset, train_individual
+from service.models import CollectiveVersion, Individual, Job, JobStatus, Learngene as LearngeneRow, utcnow
 from service.uploads import limits
 from workers.context import WorkerContext
 from workers.jobrun import Reporter, json_safe, run_claimed
@@ -25,15 +25,22 @@ def _train(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
     with ctx.sessions() as s:
         gene_row = s.get(LearngeneRow, p["learngene_id"])
         gene_sha = gene_row.weights_sha256
+        version = s.get(CollectiveVersion, gene_row.collective_version_id)
+        collective_sha = version.weights_sha256 if version is not None else None
     reporter.progress({"stage": "loading", "fraction": 0.0})
     gene = Learngene.from_bytes(store.get(gene_sha))
+    o = p["options"]
+    init = o.get("init", "auto")
+    # The instant model (and auto, which weighs it) needs the whole conv trunk of the learngene's collective.
+    trunk = None
+    if init in ("auto", "instant") and collective_sha is not None:
+        trunk = Learngene.whole(Collective.from_bytes(store.get(collective_sha)))
     support = load_dataset(store.get(p["support_sha256"]), filename=p.get("filename"), limits=limits(ctx.settings))
     query = load_dataset(store.get(p["eval_sha256"]), limits=limits(ctx.settings)) if p.get("eval_sha256") else None
-    o = p["options"]
-    options = TrainOptions(epochs=o.get("epochs"), seed=o.get("seed", 0), init=o.get("init", "learngene"),
-                           lr=o.get("lr"), anchor=o.get("anchor", 0.0))
+    options = TrainOptions(epochs=o.get("epochs"), seed=o.get("seed", 0), init=init, lr=o.get("lr"),
+                           anchor=o.get("anchor", 0.0))
     ind = train_individual(support, gene, options, eval_set=query, progress=reporter.progress,
-                           should_stop=reporter.should_stop)
+                           should_stop=reporter.should_stop, trunk=trunk)
     weights = store.put(ind.to_bytes())  # before the row: a row never points at a missing file
     counts = np.bincount(support.y, minlength=support.num_classes)
     with ctx.sessions() as s:

@@ -39,7 +39,11 @@ def test_individual_from_newest_learngene_reports_metrics_and_predicts(grown, ma
     assert job["kind"] == "individual" and set(job["result"]) >= {"individual_id"}
     ind = api.client.get(f"/individuals/{job['result']['individual_id']}").json()
     assert ind["learngene_id"] == api.client.get("/learngenes").json()["items"][0]["id"]  # the newest
-    assert ind["init"] == "learngene" and ind["classes"] == ["p", "q", "r"] and ind["parameters"] > 0
+    # No init field: auto picked one of the three by cross-validation over the shots, and says why.
+    auto = ind["metrics"]["auto"]
+    assert ind["options"]["init"] == "auto" and ind["init"] == auto["init"]
+    assert set(auto["scores"]) == {"learngene", "scratch", "instant"} and "cross-validation" in auto["by"]
+    assert ind["classes"] == ["p", "q", "r"] and ind["parameters"] > 0
     assert ind["shots"] == {"p": 5, "q": 5, "r": 5} and ind["options"]["seed"] == 3
     assert 0.0 <= ind["metrics"]["train_accuracy"] <= 1.0 and 0.0 <= ind["metrics"]["eval_accuracy"] <= 1.0
 
@@ -108,3 +112,19 @@ def test_predictions_refuse_what_is_not_an_image(grown, make_task):
     r = api.client.post(f"/individuals/{ind_id}/predictions", files={"file": ("x.png", b"certainly not a png")})
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     assert r.json()["detail"].startswith("not an image")
+
+
+def test_instant_individual_needs_no_training_and_is_served_like_the_others(grown, make_task):
+    api = grown
+    job = order(api, make_task(["p", "q", "r"], 3, seed=7), make_task(["p", "q", "r"], 4, seed=8), init="instant")
+    ind = api.client.get(f"/individuals/{job['result']['individual_id']}").json()
+    assert ind["init"] == "instant" and ind["metrics"]["history"] == [] and "eval_accuracy" in ind["metrics"]
+    gene = api.client.get(f"/learngenes/{ind['learngene_id']}").json()
+    assert ind["parameters"] > gene["parameters"]  # the whole trunk, of which the learngene is a part
+    images = np.load(io.BytesIO(make_task(["q", "p"], 2, seed=9)))["x"]
+    buf = io.BytesIO()
+    np.savez(buf, x=images)
+    r = api.client.post(f"/individuals/{ind['id']}/predictions", files={"file": ("x.npz", buf.getvalue())})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 4
+    weights = api.client.get(f"/individuals/{ind['id']}/weights")
+    assert Individual.from_bytes(weights.content).net.config.head == "cosine"

@@ -57,7 +57,8 @@ def test_three_tasks_then_an_individual_over_http(service, make_task, kit):
     assert job["status"] == "succeeded", job
     individual = client.get(f"/individuals/{job['result']['individual_id']}").json()
     assert individual["learngene_id"] == catalog["items"][0]["id"]  # the newest, by default
-    assert individual["shots"] == {c: 5 for c in TARGET} and individual["init"] == "learngene"
+    assert individual["shots"] == {c: 5 for c in TARGET} and individual["options"]["init"] == "auto"
+    assert individual["init"] == individual["metrics"]["auto"]["init"]  # what auto chose, and why
     assert individual["metrics"]["eval_accuracy"] >= 0.5  # four well separated classes: far above chance
 
     x = np.load(io.BytesIO(query))["x"]

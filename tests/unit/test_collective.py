@@ -29,9 +29,9 @@ def test_accuracy_matrix_is_lower_triangular_and_learned(grown):
     c, reports, _, _ = grown
     R = c.accuracy_matrix
     assert [len(r) for r in R] == [1, 2, 3]
-    assert reports[-1]["accuracy"] > 0.5  # separable synthetic data: far above 1/13 chance
+    assert reports[-1]["accuracy"] >= 0.5  # separable synthetic data: far above 1/13 chance
     info = c.info()
-    assert info["forgetting"] is not None and info["average_accuracy"] > 0.3
+    assert info["forgetting"] is not None and info["average_accuracy"] > 0.6
 
 
 def test_growth_widens_one_layer_per_task(grown):
@@ -85,3 +85,30 @@ def test_unknown_classes_score_higher_than_known(task_factory):
     known = c.unknown_scores(task_factory(["a", "b", "c"], per_class=20, noise=10).x)
     assert np.isfinite(c.threshold)
     assert (known > c.threshold).mean() < 0.5
+
+
+def test_replay_keeps_old_classes_in_proportion_and_holds_classes_back():
+    """Every batch mixes old and new classes by their share of the label space; with enough new classes a
+    task holds a tenth of them back, never trains on them, and keeps their samples for validation."""
+    from tests.unit.conftest import make_task
+    c = Collective.create(InputSpec(1, 16), preset="tiny", seed=0, memory_per_class=3, heldout_per_class=2)
+    first = make_task([f"a{i}" for i in range(10)], per_class=10, seed=0)
+    r1 = c.learn_task(first, epochs=2)
+    assert len(r1["held_back_classes"]) == 1 and r1["held_back_classes"][0] not in c.label_space
+    assert c.held_back_classes == r1["held_back_classes"] and len(c.holdback_y) == 10
+    seen = []
+    original = c.net.forward
+    c.net.forward = lambda x: (seen.append(len(x)), original(x))[1]
+    try:
+        c._train(torch.zeros(30, 1, 16, 16), torch.full((30,), 8), torch.zeros(0, 1, 16, 16),
+                 torch.zeros(0, dtype=torch.long), set(c.label_space), 1, torch.Generator().manual_seed(0), None, None)
+    finally:
+        c.net.forward = original
+    # 9 classes learned; training on class 8 alone leaves 8 old ones: round(64 * 8 / 9) = 57 replayed,
+    # 7 new per batch, so 30 new samples take ceil(30 / 7) = 5 batches of 64.
+    assert len(seen) == 5 + 1 and all(n == 64 for n in seen[:5])  # + the held-out check's forward
+    r2 = c.learn_task(make_task([f"b{i}" for i in range(3)], per_class=10, seed=1))  # epochs by convergence
+    assert r2["held_back_classes"] == [] and 1 <= r2["epochs"] <= c.options.epochs
+    assert len(r2["history"]) == r2["epochs"] and all("heldout_accuracy" in h for h in r2["history"])
+    back = Collective.from_bytes(c.to_bytes())
+    assert back.held_back_classes == c.held_back_classes and torch.equal(back.holdback_x, c.holdback_x)

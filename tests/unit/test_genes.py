@@ -23,14 +23,29 @@ def test_gradient_selection_follows_the_scores(collective):
     assert len(lg.grad_stats["share"]) == 3 and len(lg.grad_stats["share"][0]) == 3
 
 
-def test_validated_selection_tries_every_block(collective):
+def test_validated_selection_tries_every_block_and_records_evidence(collective):
     from learngene import ValidationOptions
+    from learngene.selection import all_blocks
     lg = Learngene.extract(collective, method="validated", k=2,
-                           validation=ValidationOptions(tasks=1, ways=3, shots=1, epochs=2))
-    assert [c["layers"] for c in lg.candidates] == [[0, 1], [1, 2]]
-    best = max(lg.candidates, key=lambda c: c["accuracy"])["layers"]
+                           validation=ValidationOptions(tasks=1, ways=3, shots=1, max_fraction=10.0))
+    assert [c["layers"] for c in lg.candidates] == all_blocks(3) == [[0], [1], [2], [0, 1], [1, 2], [0, 1, 2]]
+    best = max(lg.candidates, key=lambda c: (round(c["accuracy"], 6), -c["parameters"]))["layers"]
     assert lg.layers == best == lg.selections["validated"]
     assert "gradient" in lg.selections
+    assert set(lg.strategies["1"]) == {"learngene", "scratch", "instant"}
+    back = Learngene.from_bytes(lg.to_bytes())
+    assert back.strategies == lg.strategies and back.candidates == lg.candidates
+
+
+def test_the_parameter_cap_drops_blocks_whose_individual_is_too_big(collective):
+    from learngene import ValidationOptions
+    from learngene.selection import individual_parameters
+    cap = 0.5
+    lg = Learngene.extract(collective, method="validated", validation=ValidationOptions(tasks=1, ways=3, shots=1,
+                                                                                      max_fraction=cap))
+    assert lg.candidates and all(c["parameters"] <= cap * collective.parameters for c in lg.candidates)
+    too_big = [b for b in ([0, 1, 2], [1, 2]) if individual_parameters(collective, b, 3) > cap * collective.parameters]
+    assert not any(c["layers"] in too_big for c in lg.candidates)
 
 
 def test_weights_are_copies_of_the_collective(collective):

@@ -3,32 +3,43 @@ import pytest
 import torch
 
 from learngene import Collective, DatasetError, Individual, InputSpec, Learngene, TrainOptions, train_individual
-from learngene.individual import build_net
+from learngene.individual import build_net, choose_init, inherited_prefix, step_budget
+
+
+_COLLECTIVE: dict = {}
+
+
+def learngene_collective() -> Collective:
+    """A tiny collective trained once for this module."""
+    if not _COLLECTIVE:
+        from tests.unit.conftest import make_task
+        c = Collective.create(InputSpec(1, 16), preset="tiny", seed=0)
+        for t in range(2):
+            c.learn_task(make_task([f"t{t}c{i}" for i in range(4)], per_class=8, seed=t), epochs=3)
+        _COLLECTIVE["c"] = c
+    return _COLLECTIVE["c"]
 
 
 @pytest.fixture(scope="module")
 def learngene():
-    from tests.unit.conftest import make_task
-    c = Collective.create(InputSpec(1, 16), preset="tiny", seed=0)
-    for t in range(2):
-        c.learn_task(make_task([f"t{t}c{i}" for i in range(4)], per_class=8, seed=t), epochs=3)
-    return Learngene.extract(c, method="gradient", k=2)
+    return Learngene.extract(learngene_collective(), method="gradient", k=2)
 
 
 def test_inherited_layers_start_as_the_learngene_and_stay_its_copy(learngene, task_factory):
-    net = build_net(learngene, 3)
+    net = build_net(learngene.source_config, learngene.tensors, 3, learngene.layers)
     for p in learngene.layers:
         assert torch.equal(net.blocks[p].conv.weight, learngene.tensors[f"blocks.{p}.conv.weight"])
         assert torch.equal(net.blocks[p].bn.running_mean, learngene.tensors[f"blocks.{p}.bn.running_mean"])
     before = {k: v.clone() for k, v in learngene.tensors.items()}
-    ind = train_individual(task_factory(["a", "b", "c"], per_class=5), learngene, TrainOptions(epochs=3))
+    ind = train_individual(task_factory(["a", "b", "c"], per_class=5), learngene,
+                           TrainOptions(epochs=3, init="learngene"))
     assert all(torch.equal(before[k], learngene.tensors[k]) for k in before)  # the learngene is untouched
     p = learngene.layers[0]
     assert not torch.equal(ind.net.blocks[p].conv.weight.cpu(), before[f"blocks.{p}.conv.weight"])
 
 
 def test_scratch_inherits_nothing(learngene):
-    net = build_net(learngene, 3, init="scratch")
+    net = build_net(learngene.source_config, learngene.tensors, 3, learngene.layers, init="scratch")
     p = learngene.layers[0]
     assert net.blocks[p].conv.weight.shape == learngene.tensors[f"blocks.{p}.conv.weight"].shape
     assert not torch.equal(net.blocks[p].conv.weight, learngene.tensors[f"blocks.{p}.conv.weight"])
@@ -37,7 +48,7 @@ def test_scratch_inherits_nothing(learngene):
 def test_learns_an_easy_task_and_reports_metrics(learngene, task_factory):
     support = task_factory(["x", "y", "z"], per_class=5, noise=10)
     query = task_factory(["x", "y", "z"], per_class=5, noise=10, seed=7)
-    ind = train_individual(support, learngene, TrainOptions(epochs=15, seed=3), eval_set=query)
+    ind = train_individual(support, learngene, TrainOptions(epochs=15, seed=3, init="learngene"), eval_set=query)
     assert ind.metrics["train_accuracy"] > 0.6
     assert len(ind.metrics["history"]) == 15
     assert set(ind.metrics) >= {"train_accuracy", "eval_accuracy", "history"}
@@ -66,7 +77,7 @@ def test_anchor_keeps_inherited_weights_closer(learngene, task_factory):
     start = learngene.tensors[f"blocks.{p}.conv.weight"]
     drift = {}
     for anchor in (0.0, 10.0):
-        ind = train_individual(support, learngene, TrainOptions(epochs=5, anchor=anchor, lr=1e-2))
+        ind = train_individual(support, learngene, TrainOptions(epochs=5, anchor=anchor, lr=1e-2, init="learngene"))
         drift[anchor] = float((ind.net.blocks[p].conv.weight.detach().cpu() - start).norm())
     assert drift[10.0] < drift[0.0]
 
@@ -79,3 +90,63 @@ def test_bad_requests(learngene, task_factory):
         ind.evaluate(task_factory(["other"], per_class=2))
     with pytest.raises(ValueError):
         train_individual(task_factory(["x", "y"], per_class=3), learngene, TrainOptions(init="magic"))
+
+
+def test_inherited_bn_statistics_are_kept_where_their_input_is_inherited(learngene, task_factory):
+    """Inherited layers fed only by inherited layers keep their running statistics; fresh ones adapt."""
+    assert inherited_prefix([0, 1, 2]) == [0, 1, 2] and inherited_prefix([1, 2]) == [] and inherited_prefix([0, 2]) == [0]
+    support = task_factory(["a", "b", "c"], per_class=5)
+    ind = train_individual(support, learngene, TrainOptions(epochs=4, init="learngene", inherited_lr=0.0))
+    fresh = [p for p in range(len(ind.net.blocks)) if p not in learngene.layers]
+    for p in inherited_prefix(learngene.layers):
+        for stat in ("running_mean", "running_var"):
+            assert torch.equal(getattr(ind.net.blocks[p].bn, stat).cpu(), learngene.tensors[f"blocks.{p}.bn.{stat}"])
+        # inherited_lr=0: the inherited conv is not trained at all
+        assert torch.equal(ind.net.blocks[p].conv.weight.cpu(), learngene.tensors[f"blocks.{p}.conv.weight"])
+    assert fresh and any(float(ind.net.blocks[p].bn.running_mean.abs().sum()) > 0 for p in fresh)
+
+
+def test_default_recipe_trains_full_batch_for_a_step_budget(learngene, task_factory):
+    support = task_factory(["a", "b", "c", "d"], per_class=3)
+    ind = train_individual(support, learngene, TrainOptions(init="scratch"))
+    assert ind.metrics["history"][-1]["steps"] == step_budget(12) == 100
+    assert step_budget(1000) > step_budget(100) >= step_budget(10)
+
+
+def test_instant_individual_is_prototypes_on_the_trunk(learngene, task_factory):
+    from learngene import Collective
+    support = task_factory(["x", "y", "z"], per_class=3)
+    trunk = Learngene.whole(learngene_collective())
+    ind = train_individual(support, learngene, TrainOptions(init="instant"), trunk=trunk,
+                           eval_set=task_factory(["x", "y", "z"], per_class=4, seed=9))
+    assert ind.init == "instant" and ind.metrics["history"] == []
+    assert ind.net.config.head == "cosine" and ind.net.config.widths == trunk.source_config.widths
+    assert ind.metrics["eval_accuracy"] > 0.9  # easy separable classes: prototypes alone suffice
+    back = Individual.from_bytes(ind.to_bytes())
+    assert back.predict(support.x) == ind.predict(support.x)
+    with pytest.raises(DatasetError, match="trunk"):
+        train_individual(support, learngene, TrainOptions(init="instant"))
+
+
+def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factory):
+    support = task_factory(["x", "y", "z"], per_class=3)
+    trunk = Learngene.whole(learngene_collective())
+    ind = train_individual(support, learngene, TrainOptions(epochs=2), trunk=trunk)
+    auto = ind.metrics["auto"]
+    assert set(auto["scores"]) == {"learngene", "scratch", "instant"} and "cross-validation" in auto["by"]
+    assert ind.init == auto["init"] == max(auto["scores"], key=lambda i: (auto["scores"][i], i == "learngene"))
+    assert ind.options["init"] == "auto"
+    # One shot per class: no folds, so the learngene's recorded evidence decides.
+    one = task_factory(["x", "y", "z"], per_class=1)
+    learngene.strategies = {"1": {"learngene": 0.2, "scratch": 0.9, "instant": 0.5}}
+    try:
+        pick = choose_init(learngene, trunk, *_converted(one, learngene), 3, TrainOptions().resolved(),
+                           torch.device("cpu"))
+    finally:
+        learngene.strategies = {}
+    assert pick["init"] == "scratch" and "validation" in pick["by"]
+
+
+def _converted(ds, learngene):
+    from learngene import to_input
+    return to_input(ds.x, learngene.spec), torch.from_numpy(ds.y)
