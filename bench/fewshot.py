@@ -208,6 +208,9 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
                 if method in (DEFAULT, AUTO) and other != method:
                     row.setdefault("paired", {})[other] = paired(accs, results[other])
             rows.append(row)
+            with open(Path(args.out) / "episodes.jsonl", "a") as f:  # kept as it goes: a crash loses no episode
+                f.write(json.dumps({"ways": ways, "shots": shots, "episode": episode, "auto": pick,
+                                    "accuracies": {m: v[-1] for m, v in results.items()}}) + "\n")
             print(f"  {ways}-way {shots}-shot episode {episode + 1}: " + ", ".join(
                 f"{m.split(' (')[0][:12]} {v[-1]:.2f}" for m, v in results.items()), flush=True)
         print(f"{ways}-way {shots}-shot done", flush=True)

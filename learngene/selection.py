@@ -2,8 +2,9 @@
 
 - `gradient` (the paper's criterion, automated): the contiguous block of K layers whose gradient
   statistics stayed lowest and steadiest across tasks (`gradstats.stability_scores`).
-- `validated` (the authors' 2023 follow-up, extended to every length and position): every contiguous
-  block whose individual fits the parameter cap is tried on pseudo target tasks built from classes the
+- `validated` (the authors' 2023 follow-up, extended to every length and position): every prefix block
+  [0..j] and every contiguous K-block whose individual fits the parameter cap is tried on pseudo target
+  tasks built from classes the
   collective never trained on (the classes each task held back); individuals are built from each block
   with the individual's own recipe and the best-scoring block wins. The same pseudo tasks, at one shot,
   also score the learngene individual against scratch and the instant model: `init="auto"` reads that
@@ -40,9 +41,14 @@ class ValidationOptions:
     seed: int = 0
 
 
-def all_blocks(num_layers: int) -> list[list[int]]:
-    """Every contiguous block, of every length and position (the prefixes [0..k] among them)."""
-    return [b for k in range(1, num_layers + 1) for b in candidate_blocks(num_layers, k)]
+def all_blocks(num_layers: int, k: int = 3) -> list[list[int]]:
+    """The candidates: the prefix [0..j] of every length, and the contiguous k-blocks at every position.
+
+    Prefixes cover every length where the first-round benchmark found the best blocks (the lowest
+    layers); the k-blocks cover every position, the paper's deep choice among them. All 21 blocks of a
+    6-layer net cost 2.3 times as much validation as these 9."""
+    prefixes = [list(range(j + 1)) for j in range(num_layers)]
+    return prefixes + [b for b in candidate_blocks(num_layers, k) if b not in prefixes]
 
 
 def individual_parameters(collective, block: list[int], num_classes: int, fresh_width: float = 0.5) -> int:
@@ -110,7 +116,7 @@ def extract_learngene(collective, method: str = "auto", k: int = 3, param_budget
         x_all, y_all, pool = pseudo_pool(collective)
         tasks = pseudo_tasks(x_all, y_all, o.ways, o.shots, o.tasks, o.seed)
         cap = o.max_fraction * collective.parameters
-        blocks = [b for b in all_blocks(len(net.blocks))
+        blocks = [b for b in all_blocks(len(net.blocks), k)
                   if individual_parameters(collective, b, o.ways) <= cap
                   and (param_budget is None or sum(layer_params[i] for i in b) <= param_budget)]
         steps = len(blocks) + 1

@@ -28,7 +28,9 @@ def test_validated_selection_tries_every_block_and_records_evidence(collective):
     from learngene.selection import all_blocks
     lg = Learngene.extract(collective, method="validated", k=2,
                            validation=ValidationOptions(tasks=1, ways=3, shots=1, max_fraction=10.0))
-    assert [c["layers"] for c in lg.candidates] == all_blocks(3) == [[0], [1], [2], [0, 1], [1, 2], [0, 1, 2]]
+    assert [c["layers"] for c in lg.candidates] == all_blocks(3, 2) == [[0], [0, 1], [0, 1, 2], [1, 2]]
+    assert all_blocks(6, 3) == [[0], [0, 1], [0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5],
+                                [1, 2, 3], [2, 3, 4], [3, 4, 5]]
     best = max(lg.candidates, key=lambda c: (round(c["accuracy"], 6), -c["parameters"]))["layers"]
     assert lg.layers == best == lg.selections["validated"]
     assert "gradient" in lg.selections
