@@ -1,4 +1,4 @@
-"""The registry: SQLAlchemy 2 typed models (DESIGN section 3). Alembic migrations mirror these.
+"""The registry: SQLAlchemy 2 typed models (docs/service.md describes them). Alembic migrations mirror these.
 
     with Session() as s:
         lg = s.scalars(select(Learngene).order_by(Learngene.id.desc())).first()
