@@ -132,7 +132,14 @@ class LearngenePublic(BaseModel):
     channels: int
     size: int
     tags: list[str]
+    aliases: list[str] = Field([], description="names pointing at this learngene (PUT /learngenes/aliases/{name})")
     created_at: datetime
+
+
+class AliasPublic(BaseModel):
+    name: str
+    learngene_id: int
+    updated_at: datetime
 
 
 class Lineage(BaseModel):
@@ -158,6 +165,8 @@ class LearngeneDetail(LearngenePublic):
 
 class IndividualCreate(BaseModel):
     learngene_id: int | None = Field(None, ge=1, le=2**31 - 1, description="default: the newest learngene")
+    learngene_alias: str | None = Field(None, max_length=100, description="a learngene alias (`champion`) "
+                                        "instead of learngene_id")
     init: Literal["learngene", "scratch"] = "learngene"
     epochs: int | None = Field(None, ge=1, le=1000)
     seed: int = Field(0, ge=0, le=2**31 - 1)

@@ -1,7 +1,8 @@
 """Start a worker with the service settings (LEARNGENE_* environment variables).
 
-    python -m workers                                  # queues and concurrency from the settings
-    python -m workers -n gpu0@%h -Q individuals        # extra arguments go to `celery worker`
+    learngene worker                                   # queues and concurrency from the settings
+    learngene worker -n gpu0@%h -Q individuals         # extra arguments go to `celery worker`
+    python -m workers ...                              # the same (what the embedded service starts)
 
 One process per GPU in production: give each its own CUDA_VISIBLE_DEVICES.
 """

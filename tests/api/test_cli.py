@@ -183,21 +183,25 @@ def test_keys_create_list_revoke_on_the_local_registry(api, learngene, files, mo
     assert learngene("keys", "revoke", key_id).stdout.strip() == f"revoked API key {key_id}"
     assert "revoked" in learngene("keys", "list").stdout
     assert _one_error_line(learngene("--key", token, "predict", 1, files["images"])).startswith("error: 401 ")
-    assert _one_error_line(learngene("keys", "revoke", 999)) == "error: no API key 999"
+    refused = learngene("keys", "revoke", 999)
+    assert refused.exit_code == 1 and refused.stderr.strip().splitlines()[-1] == "error: no API key 999"
+    # Each command that touches the registry says which one it used.
+    assert refused.stderr.startswith(f"registry: {api.settings.data_dir.resolve() / 'registry.sqlite3'} ")
 
 
 def test_serve_runs_the_embedded_service_with_the_given_port_and_data_dir(monkeypatch, tmp_path):
     import service.cli
 
     calls = []
-    monkeypatch.setattr(service.cli, "main", lambda argv: calls.append((argv, dict(os.environ))))
+    monkeypatch.setattr(service.cli, "serve", lambda settings: calls.append((settings, dict(os.environ))))
     # The command sets these in os.environ (for the worker process); monkeypatch puts the old values back.
     monkeypatch.setenv("LEARNGENE_PORT", "8000")
     monkeypatch.setenv("LEARNGENE_DATA_DIR", "var")
     result = CliRunner().invoke(cli.app, ["serve", "--port", "8765", "--data-dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    (argv, env), = calls
-    assert argv == ["run"] and env["LEARNGENE_PORT"] == "8765" and env["LEARNGENE_DATA_DIR"] == str(tmp_path / "demo")
+    (settings, env), = calls
+    assert settings.port == 8765 and settings.data_dir == tmp_path / "demo"
+    assert env["LEARNGENE_PORT"] == "8765" and env["LEARNGENE_DATA_DIR"] == str(tmp_path / "demo")
 
 
 def test_collectives_create_list_and_show(learngene, worker, files):
