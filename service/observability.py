@@ -48,7 +48,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
                  "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
-        if (rid := request_id.get()) is not None:
+        if (rid := getattr(record, "request_id", None) or request_id.get()) is not None:
             entry["request_id"] = rid
         entry.update({k: v for k, v in vars(record).items() if k not in self.RESERVED and not k.startswith("_")})
         if record.exc_info:
@@ -100,7 +100,7 @@ class RequestContext:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe(scope["method"], route, status, elapsed)
             access_log.info("%s %s %s", scope["method"], scope["path"], status, extra={
-                "method": scope["method"], "path": scope["path"], "route": route, "status": status,
+                "request_id": rid, "method": scope["method"], "path": scope["path"], "route": route, "status": status,
                 "duration_ms": round(elapsed * 1000, 2)})
             request_id.reset(token)
 
