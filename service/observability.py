@@ -43,7 +43,7 @@ access_log = logging.getLogger("service.access")
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id (when in a request), extras."""
 
-    RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+    RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
