@@ -10,13 +10,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@echo "[1/4] virtual environment in $(VENV) (first run only: about 90 s in all)"
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q --upgrade pip 2>/dev/null || $(BIN)/pip install --upgrade pip
 	@echo "[2/4] torch (CPU)"
 	@# The CPU wheel this machine keeps on disk; elsewhere any release in the project range.
-	@$(BIN)/pip install "torch==2.13.0" 2>&1 | grep -v -e "^WARNING: Location" -e "^Requirement already" || true
+	@$(BIN)/pip install "torch==2.13.0" 2>&1 | grep -v -e "^WARNING: Location" -e "^Requirement already" -e "^Looking in" || true
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "torch>=2.4,<2.15"
 	@echo "[3/4] the client and the learngene command (clients/python)"
-	@$(BIN)/pip install -q -e ./clients/python
+	@$(BIN)/pip install -q -e ./clients/python 2>/dev/null || $(BIN)/pip install -e ./clients/python
 	@echo "[4/4] the service and its test tools"
 	@$(BIN)/pip install -e ".[test]" 2>&1 | grep -E "^(Collecting|Installing collected|Successfully installed)" | cut -c1-160 || true
 	@$(BIN)/python -c "import service.app, learngene_client" || { echo "install failed: run $(BIN)/pip install -e '.[test]' to see why"; exit 1; }
