@@ -15,7 +15,13 @@ from service.settings import Settings
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()
+    from celery.signals import setup_logging
+
+    from service.observability import configure_logging
     from workers.worker import make_worker_app
+
+    # JSON lines like the API's, instead of Celery's own log format (its banner still goes to stdout).
+    setup_logging.connect(lambda **_: configure_logging(), weak=False)
 
     app = make_worker_app(settings)
     extra = list(sys.argv[1:] if argv is None else argv)
