@@ -66,28 +66,28 @@ def artifact_meta(store: ArtifactStore, digest: str) -> dict:
     return json.loads(header.get("__metadata__", {}).get("learngene", "{}"))
 
 
-def _tasks_seen(session: Session, version: CollectiveVersion) -> list[dict]:
+def _tasks_seen(session: Session, version: CollectiveVersion, default_epochs: int | None) -> list[dict]:
     rows = session.execute(
         select(CollectiveVersion.number, Task)
         .join(Task, Task.collective_version_id == CollectiveVersion.id)
         .where(CollectiveVersion.collective_id == version.collective_id, CollectiveVersion.number <= version.number)
         .order_by(CollectiveVersion.number)).all()
     return [{"version": number, "task_id": t.id, "name": t.name, "classes": len(t.classes),
-             "samples": t.num_samples, "epochs": t.epochs} for number, t in rows]
+             "samples": t.num_samples, "epochs": t.epochs or default_epochs} for number, t in rows]
 
 
 def _collective_recipe(store: ArtifactStore, version: CollectiveVersion) -> dict:
     options = artifact_meta(store, version.weights_sha256).get("options", {})
     keep = ("preset", "epochs", "batch_size", "lr", "weight_decay", "memory_per_class", "distill", "growth",
             "score", "seed")
-    return {**{k: options[k] for k in keep if k in options}, "optimizer": "AdamW", "augmentation": AUGMENTATION,
-            "note": "epochs is the default; a task's own epochs are in lineage.tasks"}
+    return {**{k: options[k] for k in keep if k in options}, "optimizer": "AdamW", "augmentation": AUGMENTATION}
 
 
 def learngene_card(session: Session, store: ArtifactStore, lg: Learngene) -> Card:
     version = lg.collective_version
     collective = session.get(Collective, version.collective_id)
-    tasks = _tasks_seen(session, version)
+    recipe = _collective_recipe(store, version)
+    tasks = _tasks_seen(session, version, recipe.get("epochs"))
     row = version.accuracy_matrix[-1] if version.accuracy_matrix else []
     meta = {
         "id": lg.id, "kind": "learngene", "name": f"learngene-{lg.id}",
@@ -95,8 +95,8 @@ def learngene_card(session: Session, store: ArtifactStore, lg: Learngene) -> Car
         "aliases": aliases_of(session, [lg.id]).get(lg.id, []),
         "method": lg.method, "layers": lg.layers, "scores": lg.scores,
         "lineage": {"collective": collective.name, "collective_version": version.number,
-                    "tasks_seen": len(tasks), "tasks": tasks, "classes": len(version.label_space)},
-        "training": _collective_recipe(store, version),
+                    "tasks_seen": len(tasks), "tasks": tasks, "classes_known": len(version.label_space)},
+        "training": recipe,
         "metrics": {"protocol": "the collective's held-out accuracy on each task seen, measured after it learned "
                                 f"task {version.number} (3 held-out samples a class by default)",
                     "accuracy_per_task": row, "average_accuracy": (version.info or {}).get("average_accuracy"),

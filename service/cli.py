@@ -28,13 +28,11 @@ import uvicorn
 from sqlalchemy import make_url, select, update
 from sqlalchemy.orm import Session
 
-from service.app import create_app
 from service.auth import ensure_key
 from service.db import make_engine, make_sessionmaker
 from service.migrate import upgrade
 from service.models import ApiKey, Job, JobStatus, utcnow
 from service.observability import configure_logging
-from service.queue import make_celery, send_job
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -69,6 +67,8 @@ class Server(uvicorn.Server):
 
 
 def _serve_http(settings: Settings, banner: str) -> None:
+    from service.app import create_app  # here, not at the top: `learngene keys` needs no app (nor torch)
+
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info",
                             timeout_graceful_shutdown=10, log_config=None)
     Server(config, banner).run()
@@ -85,6 +85,8 @@ def requeue_orphans(settings: Settings) -> int:
             s.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.queued, worker=None))
         s.commit()
     if jobs:
+        from service.queue import make_celery, send_job
+
         celery = make_celery(settings)
         for job in jobs:
             send_job(celery, job)
