@@ -279,7 +279,9 @@ def test_aliases_and_downloads_with_their_cards(learngene, worker, files, tmp_pa
 def test_keys_find_the_registry_from_a_subfolder_and_refuse_a_missing_one(api, monkeypatch, tmp_path):
     home = api.settings.data_dir.parent  # holds var/registry.sqlite3
     (home / "sub" / "deeper").mkdir(parents=True)
-    monkeypatch.delenv("LEARNGENE_DATA_DIR", raising=False)
+    # --data-dir below sets LEARNGENE_DATA_DIR in os.environ (for a worker process): put it back afterwards.
+    monkeypatch.setenv("LEARNGENE_DATA_DIR", "")
+    monkeypatch.delenv("LEARNGENE_DATA_DIR")
     monkeypatch.chdir(home / "sub" / "deeper")
     listed = CliRunner().invoke(cli.app, ["keys", "list"])
     assert listed.exit_code == 0 and "tests" in listed.stdout  # the api fixture's key, in the found registry
