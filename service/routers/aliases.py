@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import WRITE
@@ -77,15 +78,24 @@ def set_alias(name: AliasName, target: AliasTarget, session: SessionDep,
     if session.get(Learngene, target.learngene_id) is None:
         raise Problem(422, "Unknown learngene", f"learngene {target.learngene_id} does not exist",
                       type="unknown-learngene")
+    try:
+        return _move(session, name, target.learngene_id, key)
+    except IntegrityError:  # two first PUTs of one name raced to insert it: the row exists now, so move it
+        session.rollback()
+        return _move(session, name, target.learngene_id, key)
+
+
+def _move(session: Session, name: str, learngene_id: int, key: ApiKey | None) -> AliasPublic:
+    """Set the alias and record the move, in one transaction."""
     # Row lock on PostgreSQL: two moves of one alias serialise, and each event's `from` is the true one.
     row = session.scalars(select(LearngeneAlias).where(LearngeneAlias.name == name).with_for_update()).first()
     before = row.learngene_id if row else None
     if row is None:
-        row = LearngeneAlias(name=name, learngene_id=target.learngene_id)
+        row = LearngeneAlias(name=name, learngene_id=learngene_id)
         session.add(row)
-    row.learngene_id, row.updated_at = target.learngene_id, utcnow()
-    if before != target.learngene_id:
-        session.add(LearngeneAliasEvent(name=name, from_learngene_id=before, to_learngene_id=target.learngene_id,
+    row.learngene_id, row.updated_at = learngene_id, utcnow()
+    if before != learngene_id:
+        session.add(LearngeneAliasEvent(name=name, from_learngene_id=before, to_learngene_id=learngene_id,
                                         api_key_id=key.id if key else None))
     session.commit()
     return alias_public(row)

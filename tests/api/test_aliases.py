@@ -71,3 +71,47 @@ def test_bad_alias_requests_change_nothing(api, make_task):
     with api.ctx.sessions() as s:
         assert s.scalars(select(LearngeneAliasEvent)).all() == []
     assert API_KEY  # the fixture's client sent the write key on the refused requests above
+
+
+def test_concurrent_moves_on_postgresql_keep_one_row_and_a_true_history(pg_url, tmp_path, make_task, settings_for):
+    """Eight PUTs of one new alias at once, to two learngenes: no error, one row, and the recorded moves chain
+    (each event's `from` is the previous event's `to`)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.migrate import upgrade
+    from workers.context import WorkerContext
+    from workers.grow import run_task_job
+
+    settings = settings_for(tmp_path, database_url=pg_url)
+    upgrade(settings)
+    sent = []
+    app = create_app(settings, enqueue=lambda job: sent.append(job.id))
+    ctx = WorkerContext.from_settings(settings, name="test@pg")
+    with TestClient(app) as client:
+        for seed in (0, 1):
+            r = client.post("/tasks", files={"file": ("t.npz", make_task(["a", "b"], 4, seed=seed))},
+                            data={"epochs": "1"})
+            assert r.status_code == 202
+        for job_id in sent:
+            run_task_job(ctx, job_id, worker="test@pg")
+        codes, barrier = [], threading.Barrier(8)
+
+        def put(i: int) -> None:
+            barrier.wait()
+            codes.append(client.put("/learngenes/aliases/champion", json={"learngene_id": 1 + i % 2}).status_code)
+
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert codes == [200] * 8
+        final = client.get("/learngenes/aliases/champion").json()["learngene_id"]
+    with ctx.sessions() as s:
+        events = s.execute(select(LearngeneAliasEvent.from_learngene_id, LearngeneAliasEvent.to_learngene_id)
+                           .order_by(LearngeneAliasEvent.id)).all()
+    assert events[0][0] is None and events[-1][1] == final
+    assert all(later[0] == earlier[1] for earlier, later in zip(events, events[1:]))
