@@ -17,7 +17,6 @@ row per line at full width (for grep and pipes).
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,10 +54,8 @@ learngenes_app = typer.Typer(help="Browse the learngene catalog.", no_args_is_he
 individuals_app = typer.Typer(help="Order and inspect few-shot individual models.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Follow and cancel jobs.", no_args_is_help=True)
 collectives_app = typer.Typer(help="Collectives: their versions, growth and accuracy.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys (local admin: acts on this machine's registry, not over HTTP).",
-                       no_args_is_help=True)
-for sub, name in ((collectives_app, "collectives"), (tasks_app, "tasks"), (learngenes_app, "learngenes"), (individuals_app, "individuals"),
-                  (jobs_app, "jobs"), (keys_app, "keys")):
+for sub, name in ((collectives_app, "collectives"), (tasks_app, "tasks"), (learngenes_app, "learngenes"),
+                  (individuals_app, "individuals"), (jobs_app, "jobs")):
     app.add_typer(sub, name=name)
 
 # How commands get their client; tests swap it for one over the in-process app.
