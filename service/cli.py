@@ -45,7 +45,8 @@ class Stopped(Exception):
 def registry_line(settings: Settings) -> str:
     """Which registry a command uses and why: printed by every command that touches it."""
     if settings.database_url:
-        return f"registry: {make_url(settings.database_url).render_as_string(hide_password=True)} (LEARNGENE_DATABASE_URL)"
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        return f"registry: {shown} (LEARNGENE_DATABASE_URL)"
     return f"registry: {settings.data_dir.resolve() / 'registry.sqlite3'} (data folder {settings.data_dir_origin})"
 
 

@@ -84,8 +84,8 @@ def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
         task_id=task.id if task else None, task_name=task.name if task else None, tasks_seen=number,
     )
     return LearngeneDetail(
-        **learngene_public(row, aliases_of(session, [lg.id]).get(lg.id)).model_dump(), grad_stats=lg.grad_stats, candidates=lg.candidates,
-        sha256=lg.weights_sha256, lineage=lineage, info=lg.info,
+        **learngene_public(row, aliases_of(session, [lg.id]).get(lg.id)).model_dump(), grad_stats=lg.grad_stats,
+        candidates=lg.candidates, sha256=lg.weights_sha256, lineage=lineage, info=lg.info,
         links={"self": f"/learngenes/{lg.id}", "weights": f"/learngenes/{lg.id}/weights",
                "collective": f"/collectives/{collective}", "card": f"/learngenes/{lg.id}/card"},
     )

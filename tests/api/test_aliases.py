@@ -49,7 +49,8 @@ def test_an_individual_ordered_by_alias_uses_its_learngene(api, make_task):
     assert job["status"] == "succeeded" and job["result"]["learngene_id"] == 1  # not the newest (2)
 
     unknown = api.client.post("/individuals", files={"file": ("s.npz", support)}, data={"learngene_alias": "nope"})
-    assert unknown.status_code == 422 and "'nope'" in unknown.json()["detail"] and "champion" in unknown.json()["detail"]
+    detail = unknown.json()["detail"]
+    assert unknown.status_code == 422 and "'nope'" in detail and "champion" in detail
     clash = api.client.post("/individuals", files={"file": ("s.npz", support)},
                             data={"learngene_alias": "champion", "learngene_id": "2"})
     assert clash.status_code == 422 and "disagree" in clash.json()["detail"]

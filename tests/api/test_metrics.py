@@ -33,7 +33,8 @@ def test_metrics_count_requests_jobs_and_model_cache(api, make_task):
     s = _samples(r.text)
     route = ("method", "POST"), ("route", "/individuals/{individual_id}/predictions"), ("status", "200")
     assert s[("learngene_http_requests_total", route)] == 3
-    assert s[("learngene_http_requests_total", (("method", "GET"), ("route", "/jobs/{job_id}"), ("status", "404")))] == 1
+    not_found = ("method", "GET"), ("route", "/jobs/{job_id}"), ("status", "404")
+    assert s[("learngene_http_requests_total", not_found)] == 1
     count = ("learngene_http_request_duration_seconds_count",
              (("method", "POST"), ("route", "/individuals/{individual_id}/predictions")))
     assert s[count] == 3

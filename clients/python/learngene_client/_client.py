@@ -197,7 +197,8 @@ class Client:
         if eval_file is not None:
             files["eval_file"] = _file(eval_file, "eval.npz")
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        form = _params(learngene_id=learngene_id, learngene_alias=learngene_alias, init=init, epochs=epochs, seed=seed, lr=lr, anchor=anchor)
+        form = _params(learngene_id=learngene_id, learngene_alias=learngene_alias, init=init, epochs=epochs,
+                       seed=seed, lr=lr, anchor=anchor)
         response = self._request("POST", "/individuals", files=files, data=form, headers=headers)
         return JobPublic.model_validate_json(response.content)
 

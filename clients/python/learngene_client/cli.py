@@ -364,7 +364,8 @@ def learngenes_show(ctx: typer.Context, learngene_id: int) -> None:
         lg = client.get_learngene(learngene_id)
     _show(ctx, lg, lambda: render.fields([
         ("learngene", lg.id), ("collective", f"{lg.collective}@{lg.collective_version}"), ("method", lg.method),
-        ("layers", lg.layers), ("aliases", ", ".join(lg.aliases) or None), ("scores", render.short_list(render.number(s, ".3f") for s in lg.scores)),
+        ("layers", lg.layers), ("aliases", ", ".join(lg.aliases) or None),
+        ("scores", render.short_list(render.number(s, ".3f") for s in lg.scores)),
         ("parameters", f"{lg.parameters:,}"), ("input", f"{lg.channels}×{lg.size}×{lg.size}"),
         ("lineage", f"parent v{lg.lineage.parent_version or '-'}, task {lg.lineage.task_id} "
                     f"({lg.lineage.task_name}), {lg.lineage.tasks_seen} task(s) seen"),
