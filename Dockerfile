@@ -10,11 +10,15 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN pip install "torch>=2.4,<2.15" --index-url "${TORCH_INDEX}"
 
 WORKDIR /app
+# The client and the `learngene` command first: the server depends on it (learngene-client).
+COPY clients/python ./clients/python
+RUN pip install ./clients/python
 COPY pyproject.toml README.md alembic.ini ./
 COPY learngene ./learngene
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
+COPY data ./data
 RUN pip install -e .   # editable: the service finds alembic.ini and migrations/ beside its package
 
 # Not root: the artifact volume is owned by this user.
@@ -22,4 +26,5 @@ RUN useradd --create-home --uid 10001 learngene && mkdir -p /data/artifacts && c
 USER learngene
 ENV LEARNGENE_DATA_DIR=/data LEARNGENE_ARTIFACT_DIR=/data/artifacts LEARNGENE_HOST=0.0.0.0
 EXPOSE 8000
-CMD ["python", "-m", "service", "api"]
+# JSON logs on stderr (one object a line, with request_id); Prometheus metrics at GET /metrics.
+CMD ["learngene", "api"]

@@ -6,20 +6,28 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test bench bench-quick bench-ui fonts browser glyphs clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# The CPU wheel this machine keeps on disk; elsewhere any release in the project range.
-	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q "torch>=2.4,<2.15"
-	$(BIN)/pip install -q -e ".[test]"
-	touch $(STAMP)
+# Progress shows on first use (about a minute and a half): one line per step, pip's own bars for the downloads.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	@echo "[1/4] virtual environment in $(VENV) (first run only: about 90 s in all)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip 2>/dev/null || $(BIN)/pip install --upgrade pip
+	@echo "[2/4] torch (CPU)"
+	@# The CPU wheel this machine keeps on disk; elsewhere any release in the project range.
+	@$(BIN)/pip install "torch==2.13.0" 2>&1 | grep -v -e "^WARNING: Location" -e "^Requirement already" -e "^Looking in" || true
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "torch>=2.4,<2.15"
+	@echo "[3/4] the client and the learngene command (clients/python)"
+	@$(BIN)/pip install -q -e ./clients/python 2>/dev/null || $(BIN)/pip install -e ./clients/python
+	@echo "[4/4] the service and its test tools"
+	@$(BIN)/pip install -e ".[test]" 2>&1 | grep -E "^(Collecting|Installing collected|Successfully installed)" | cut -c1-160 || true
+	@$(BIN)/python -c "import service.app, learngene_client" || { echo "install failed: run $(BIN)/pip install -e '.[test]' to see why"; exit 1; }
+	@touch $(STAMP)
 
 install: $(STAMP)
 
-# The embedded service: migrations, one Celery worker and the API; prints its URL.
-# LEARNGENE_PORT (default 8000) and LEARNGENE_DATA_DIR (default ./var) override.
+# The embedded service: migrations, one Celery worker and the API; prints its URL and how to make a key.
+# LEARNGENE_PORT (default 8000) and LEARNGENE_DATA_DIR (default ./var) override. Ctrl+C stops it (status 0).
 run: $(STAMP)
-	$(BIN)/learngene serve
+	@$(BIN)/learngene serve
 
 # The browser test needs Debian's Chromium: installed first when apt can (best effort; the test says if not).
 test: $(STAMP)

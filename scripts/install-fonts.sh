@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian font packages the glyph data set is rendered from (DESIGN section 5).
+# Install the Debian font packages the glyph data set is rendered from (learngene/datasets/glyphs.py).
 #
-#   bash scripts/install-fonts.sh                 # the list in ../shared/data/glyph-font-packages.txt
+#   bash scripts/install-fonts.sh                 # the list in data/glyph-font-packages.txt
 #   GLYPH_FONT_LIST=my-list.txt bash scripts/install-fonts.sh
 #
 # Idempotent and quiet: does nothing (exit 0) when every package is installed (scripts/apt-install.sh).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-list="${GLYPH_FONT_LIST:-$repo_root/../shared/data/glyph-font-packages.txt}"
+list="${GLYPH_FONT_LIST:-$repo_root/data/glyph-font-packages.txt}"
 if [[ ! -r "$list" ]]; then
     echo "install-fonts: package list not found: $list (set GLYPH_FONT_LIST)" >&2
     exit 1

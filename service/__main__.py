@@ -1,4 +1,4 @@
-"""`python -m service run|api|migrate` (see service/cli.py)."""
+"""`python -m service run|api|migrate|keys ...`: an alias of the `learngene` command line (see service/cli.py)."""
 from service.cli import main
 
 main()

@@ -16,10 +16,11 @@ from service import ui
 from service.artifacts import ArtifactStore
 from service.db import make_engine, make_sessionmaker
 from service.jobs import Enqueue
+from service.observability import install_observability
 from service.predict import ModelCache
 from service.problems import ProblemDetail, install_problem_handlers, problems_in_openapi
 from service.queue import make_celery, send_job
-from service.routers import collectives, health, individuals, jobs, learngenes, plots, tasks
+from service.routers import aliases, collectives, health, individuals, jobs, learngenes, plots, tasks
 from service.routers.plots import PngCache
 from service.settings import Settings
 from service.uploads import BodyLimit
@@ -51,9 +52,11 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
                                   on_first_load=settings.apply_torch_threads)
     app.state.plot_cache = PngCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    install_observability(app)  # outermost: every answer carries its request id
     install_problem_handlers(app)
     problems_in_openapi(app)
-    for module in (health, collectives, tasks, learngenes, individuals, jobs, plots):
+    # aliases before learngenes: /learngenes/aliases/... must not read as /learngenes/{id}/...
+    for module in (health, collectives, tasks, aliases, learngenes, individuals, jobs, plots):
         app.include_router(module.router)
     ui.install(app)
     return app

@@ -1,38 +1,57 @@
-"""Command line: the embedded service in one command, or the parts of a production deployment.
+"""What `learngene serve | api | worker | migrate | keys` do (the command line itself is learngene_client/cli.py).
 
-    python -m service run        # migrations, one worker process, the API; prints the URL (make run)
-    python -m service api        # migrations, then the API only (docker compose's api service)
-    python -m service migrate    # migrations only
-    python -m service keys create --scope write [--name ci]   # prints a new API key once
-    python -m service keys list | keys revoke ID
+    learngene serve        # migrations, one worker process, the API; prints the URL (make run)
+    learngene api          # migrations, then the API only (docker compose's api service)
+    learngene worker       # a Celery worker with the service settings (docker compose's workers)
+    learngene migrate      # migrations only
+    learngene keys create --scope write [--name ci]   # prints a new API key once
 
-Settings come from LEARNGENE_* variables (LEARNGENE_PORT, LEARNGENE_DATA_DIR, ...); see service/settings.py.
+`python -m service run|api|migrate|keys ...` is an alias of these commands (`run` is `serve`).
+Settings come from LEARNGENE_* variables; every command finds the data folder the same way
+(service/settings.py: LEARNGENE_DATA_DIR, else the nearest ./var holding a registry, else ./var) and says
+which registry it uses.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
-from sqlalchemy import select, update
+from sqlalchemy import make_url, select, update
 from sqlalchemy.orm import Session
 
-from service.app import create_app
-from service.auth import SCOPES, create_key, ensure_key
+from service.auth import ensure_key
 from service.db import make_engine, make_sessionmaker
 from service.migrate import upgrade
 from service.models import ApiKey, Job, JobStatus, utcnow
-from service.queue import make_celery, send_job
+from service.observability import configure_logging
 from service.settings import Settings
 
 log = logging.getLogger("service")
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived: stop the service cleanly (exit status 0)."""
+
+
+def registry_line(settings: Settings) -> str:
+    """Which registry a command uses and why: printed by every command that touches it."""
+    if settings.database_url:
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        return f"registry: {shown} (LEARNGENE_DATABASE_URL)"
+    return f"registry: {settings.data_dir.resolve() / 'registry.sqlite3'} (data folder {settings.data_dir_origin})"
+
+
+def say_registry(settings: Settings) -> None:
+    print(registry_line(settings), file=sys.stderr, flush=True)
 
 
 class Server(uvicorn.Server):
@@ -48,9 +67,11 @@ class Server(uvicorn.Server):
             print(self.banner, flush=True)
 
 
-def serve(settings: Settings, banner: str) -> None:
+def _serve_http(settings: Settings, banner: str) -> None:
+    from service.app import create_app  # here, not at the top: `learngene keys` needs no app (nor torch)
+
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10, log_config=None)
     Server(config, banner).run()
 
 
@@ -65,6 +86,8 @@ def requeue_orphans(settings: Settings) -> int:
             s.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.queued, worker=None))
         s.commit()
     if jobs:
+        from service.queue import make_celery, send_job
+
         celery = make_celery(settings)
         for job in jobs:
             send_job(celery, job)
@@ -73,10 +96,13 @@ def requeue_orphans(settings: Settings) -> int:
 
 
 class WorkerProcess:
-    """The embedded worker: a `python -m workers` child, restarted if it dies, stopped with us."""
+    """The embedded worker: a `python -m workers` child, restarted if it dies, stopped with us.
+
+    Its output goes to a log file in the data folder: Celery's banner would otherwise bury the service's."""
 
     def __init__(self, settings: Settings) -> None:
         self.env = {**os.environ, "LEARNGENE_DATA_DIR": str(settings.data_dir.resolve())}
+        self.log_path = settings.data_dir.resolve() / "worker.log"
         self.proc: subprocess.Popen | None = None
         self.stopping = threading.Event()
 
@@ -86,15 +112,16 @@ class WorkerProcess:
 
     def _spawn(self) -> subprocess.Popen:
         # Its own session: Ctrl+C reaches only us, and we stop the worker with one SIGTERM (warm shutdown).
-        return subprocess.Popen([sys.executable, "-m", "workers", "-n", "embedded@%h"], env=self.env,
-                                start_new_session=True)
+        with open(self.log_path, "ab") as out:
+            return subprocess.Popen([sys.executable, "-m", "workers", "-n", "embedded@%h"], env=self.env,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _watch(self) -> None:
         while not self.stopping.is_set():
             code = self.proc.wait()
             if self.stopping.is_set():
                 return
-            log.error("the worker exited with %s; starting it again", code)
+            log.error("the worker exited with %s (see %s); starting it again", code, self.log_path)
             self.stopping.wait(2)
             if not self.stopping.is_set():
                 self.proc = self._spawn()
@@ -122,25 +149,39 @@ def register_env_key(settings: Settings) -> None:
     engine.dispose()
 
 
+def key_command(settings: Settings) -> str:
+    """The one command that makes a write key for this service, with the real paths: ready to paste."""
+    exe = Path(sys.executable).parent / "learngene"
+    program = str(exe) if exe.exists() else (shutil.which("learngene") or "learngene")
+    if settings.database_url:
+        return f"{program} keys create --scope write   (with this service's LEARNGENE_DATABASE_URL)"
+    return f"LEARNGENE_DATA_DIR={settings.data_dir.resolve()} {program} keys create --scope write"
+
+
 def auth_note(settings: Settings) -> str:
     if not settings.auth:
         return ("\n  WARNING: LEARNGENE_AUTH=off - anyone who can reach this port may upload, train and cancel. "
                 "Local use only.")
-    return ("\n  Uploads and other changes need an API key (Authorization: Bearer <key>). Make one with:"
-            "\n      learngene keys create --scope write   (.venv/bin/learngene in a checkout)" + _data_dir_hint(settings) +
-            "\n  or set LEARNGENE_API_KEY=<a secret> before starting; LEARNGENE_AUTH=off turns keys off "
-            "(local use only).")
+    return ("\n  Uploads and training need a write key (Authorization: Bearer <key>). Make one with:"
+            f"\n      {key_command(settings)}"
+            "\n  then give it to the CLI as LEARNGENE_API_KEY=<key> or --key <key>.")
 
 
-def _data_dir_hint(settings: Settings) -> str:
-    if settings.database_url:
-        return ""
-    return f"   (with LEARNGENE_DATA_DIR={settings.data_dir} if you changed it)"
+def banner(settings: Settings, title: str) -> str:
+    return (f"{title}: {settings.url}  (API docs {settings.url}/docs, metrics {settings.url}/metrics)\n"
+            f"  {registry_line(settings)}" + auth_note(settings))
 
 
 @contextmanager
-def registry_session(settings: Settings) -> Iterator[Session]:
-    """A session on the configured registry, migrated first: for local admin commands (API keys)."""
+def registry_session(settings: Settings, *, create: bool = False) -> Iterator[Session]:
+    """A session on the configured registry, migrated first: for local admin commands (API keys).
+
+    Unless `create`, a SQLite registry must exist already: a key made in a registry no service reads is
+    a key that answers 401, so a wrong folder is an error that names the folder, not a new registry."""
+    say_registry(settings)
+    if not create and not settings.database_url and not (settings.data_dir / "registry.sqlite3").exists():
+        raise LookupError(f"no registry in {settings.data_dir.resolve()}: start the service first (learngene "
+                          "serve), or name its data folder with --data-dir or LEARNGENE_DATA_DIR")
     upgrade(settings)
     engine = make_engine(settings.database)
     try:
@@ -163,72 +204,104 @@ def revoke_key(session: Session, key_id: int) -> ApiKey | None:
     return row
 
 
-def keys_command(settings: Settings, args: argparse.Namespace) -> int:
-    with registry_session(settings) as s:
-        if args.action == "create":
-            token, row = create_key(s, args.scope, name=args.name or "")
-            s.commit()
-            print(f"created API key {row.id} (scope {row.scope}, name {row.name!r}). It is shown only now:")
-            print(token)
-        elif args.action == "list":
-            print(f"{'id':>4}  {'scope':<6} {'state':<8} {'created':<20} name")
-            for row in list_keys(s):
-                state = "revoked" if row.revoked_at else "active"
-                print(f"{row.id:>4}  {row.scope:<6} {state:<8} {row.created_at:%Y-%m-%d %H:%M:%S}  {row.name}")
-        else:
-            row = revoke_key(s, args.id)
-            if row is None:
-                print(f"no API key {args.id}", file=sys.stderr)
-                return 1
-            print(f"revoked API key {row.id}")
-    return 0
+def migrate(settings: Settings) -> None:
+    configure_logging()
+    say_registry(settings)
+    upgrade(settings)
 
 
-def run(settings: Settings) -> None:
+def api(settings: Settings) -> None:
+    """Migrations, then the API only (production: workers run on their own)."""
+    configure_logging()
+    say_registry(settings)
+    upgrade(settings)
+    register_env_key(settings)
+    with _stop_on_signals():
+        _serve_http(settings, banner(settings, "Learngene API"))
+
+
+def serve(settings: Settings) -> None:
+    """The embedded service: migrations, one worker process and the API. Ctrl+C or SIGTERM stop both (status 0)."""
+    configure_logging()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    say_registry(settings)
     upgrade(settings)
     register_env_key(settings)
     if (n := requeue_orphans(settings)):
         log.warning("requeued %d job(s) interrupted by the last shutdown", n)
     worker = WorkerProcess(settings)
     worker.start()
-    # uvicorn re-raises the signal that stopped it once it is done; as an exception (not the default
-    # action, which ends the process on the spot) it lets the `finally` below stop the worker.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        serve(settings, f"Learngene service: {settings.url}  (API docs {settings.url}/docs, "
-                        f"data in {settings.data_dir.resolve()})" + auth_note(settings))
+        with _own_terminal(), _stop_on_signals():
+            _serve_http(settings, banner(settings, "Learngene service") +
+                        f"\n  worker log: {worker.log_path}")
     finally:
         worker.stop()
 
 
-def _exit_on_signal(signum, _frame) -> None:
-    raise SystemExit(128 + signum)
+def worker(settings: Settings, extra: list[str]) -> None:
+    say_registry(settings)
+    from workers.__main__ import main as worker_main
+
+    worker_main(extra)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """uvicorn stops on SIGINT/SIGTERM and then re-raises the signal; ours turns it into a clean return.
+
+    (The default actions would end the process on the spot, with status 130 or 143.)"""
+    def stop(_signum, _frame) -> None:
+        raise Stopped
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except Stopped:
+        print("stopped", file=sys.stderr, flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _own_terminal() -> Iterator[None]:
+    """Become the terminal's foreground process group while we run, so Ctrl+C reaches only us.
+
+    Under `make run`, make shares our group and would die of the SIGINT itself (status 130, `*** Interrupt`)
+    whatever we return; in our own group it just waits for our status (0)."""
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd) or os.tcgetpgrp(fd) != os.getpgrp() or os.getpid() == os.getpgrp():
+            yield
+            return
+    except (OSError, ValueError):
+        yield
+        return
+    before = os.getpgrp()
+    hold = signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may not set the terminal
+    try:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(fd, os.getpgrp())
+    except OSError:
+        signal.signal(signal.SIGTTOU, hold)
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            os.tcsetpgrp(fd, before)
+        except OSError:
+            pass
+        signal.signal(signal.SIGTTOU, hold)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="migrations, one worker process, the API (embedded mode)")
-    commands.add_parser("api", help="migrations, then the API only")
-    commands.add_parser("migrate", help="migrations only")
-    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
-    create = keys.add_parser("create", help="make a key and print it (once)")
-    create.add_argument("--scope", choices=SCOPES, required=True)
-    create.add_argument("--name", default="")
-    keys.add_parser("list", help="all keys (never the tokens)")
-    revoke = keys.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("id", type=int)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
-    if args.command == "keys":
-        sys.exit(keys_command(settings, args))
-    if args.command == "migrate":
-        upgrade(settings)
-    elif args.command == "api":
-        upgrade(settings)
-        register_env_key(settings)
-        serve(settings, f"Learngene API: {settings.url}" + auth_note(settings))
-    else:
-        run(settings)
+    """`python -m service ...`: an alias of the `learngene` command line (`run` is `learngene serve`)."""
+    from learngene_client.cli import app
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["run"]:
+        args[0] = "serve"
+    app(args=args, prog_name="python -m service")

@@ -1,4 +1,4 @@
-"""The registry: SQLAlchemy 2 typed models (DESIGN section 3). Alembic migrations mirror these.
+"""The registry: SQLAlchemy 2 typed models (docs/service.md describes them). Alembic migrations mirror these.
 
     with Session() as s:
         lg = s.scalars(select(Learngene).order_by(Learngene.id.desc())).first()
@@ -216,3 +216,26 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class LearngeneAlias(Base):
+    """A name (`champion`) pointing at one learngene, so clients need not track ids (PUT /learngenes/aliases/...)."""
+
+    __tablename__ = "learngene_alias"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    learngene_id: Mapped[int] = mapped_column(ForeignKey("learngene.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LearngeneAliasEvent(Base):
+    """One move of an alias (set, moved or deleted), written in the same transaction as the move."""
+
+    __tablename__ = "learngene_alias_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    from_learngene_id: Mapped[int | None]  # None: the alias is new
+    to_learngene_id: Mapped[int | None]  # None: the alias was deleted
+    api_key_id: Mapped[int | None]  # who moved it (None with LEARNGENE_AUTH=off)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

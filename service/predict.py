@@ -20,14 +20,17 @@ class ModelCache:
         self._models: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
         self._on_first_load = on_first_load  # e.g. torch thread settings, applied when torch is first needed
+        self.hits = self.misses = 0  # GET /metrics
 
     def get(self, digest: str):
         from learngene import Individual  # torch is loaded on first use, not at API start
 
         with self._lock:
             if digest in self._models:
+                self.hits += 1
                 self._models.move_to_end(digest)
                 return self._models[digest]
+            self.misses += 1
         if self._on_first_load is not None:
             self._on_first_load()
             self._on_first_load = None

@@ -132,7 +132,14 @@ class LearngenePublic(BaseModel):
     channels: int
     size: int
     tags: list[str]
+    aliases: list[str] = Field([], description="names pointing at this learngene (PUT /learngenes/aliases/{name})")
     created_at: datetime
+
+
+class AliasPublic(BaseModel):
+    name: str
+    learngene_id: int
+    updated_at: datetime
 
 
 class Lineage(BaseModel):
@@ -158,6 +165,8 @@ class LearngeneDetail(LearngenePublic):
 
 class IndividualCreate(BaseModel):
     learngene_id: int | None = Field(None, ge=1, le=2**31 - 1, description="default: the newest learngene")
+    learngene_alias: str | None = Field(None, max_length=100, description="a learngene alias (`champion`) "
+                                        "instead of learngene_id")
     init: Literal["auto", "learngene", "scratch", "instant"] = Field(
         "auto", description="auto (default): the best of the others for this support set, by cross-validation "
         "over its shots (one shot: by the learngene's validation evidence); learngene: the small net built from "

@@ -14,11 +14,24 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def find_data_dir(start: Path | None = None) -> Path:
+    """The default data folder: the nearest `var/` holding a registry, from here up; else `./var`.
+
+    Every command resolves it this way (serve, api, worker, migrate, keys), so `learngene keys ...` run
+    from a subfolder of the service's folder finds the service's registry instead of making a new one."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "var" / "registry.sqlite3").is_file():
+            return folder / "var" if folder != here else Path("var")
+    return Path("var")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEARNGENE_", env_file=None, extra="ignore")
 
     # Where things live.
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(default_factory=find_data_dir,
+                           description="default: the nearest ./var holding a registry, from here up; else ./var")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
     broker_url: str | None = Field(None, description="Celery broker; default: on-disk broker in data_dir")
     artifact_dir: Path | None = Field(None, description="weights and datasets; default: data_dir/artifacts")
@@ -67,6 +80,17 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         1, ge=0, description="CPU threads per process for torch (0: torch's default). One is right when API and "
         "worker share a few cores: torch's spinning threads collapse when the machine is oversubscribed")
+
+    @property
+    def data_dir_origin(self) -> str:
+        """Where data_dir came from, in words: `/abs/var, from LEARNGENE_DATA_DIR` and the like."""
+        if "data_dir" in self.model_fields_set:
+            how = "from LEARNGENE_DATA_DIR or --data-dir"
+        elif self.data_dir.is_absolute():
+            how = "the nearest var/ with a registry above this folder"
+        else:
+            how = "the default ./var"
+        return f"{self.data_dir.resolve()}, {how}"
 
     @property
     def database(self) -> str:

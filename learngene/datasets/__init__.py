@@ -1,4 +1,4 @@
-"""Data sets built on the machine for tests and benchmarks (see DESIGN section 5)."""
+"""Data sets built on the machine for tests and benchmarks (glyphs: rendered from Debian fonts, see glyphs.py)."""
 from learngene.datasets.glyphs import (
     BASE_SCRIPTS,
     NOVEL_SCRIPTS,

@@ -121,7 +121,7 @@ SCRIPTS: dict[str, str] = {
     "cjk": _common_cjk(600),  # 一 丁 七 ... (600)
 }
 
-# How the scripts are used (DESIGN section 5): split by script, never by image.
+# How the scripts are used: split by script, never by image (a script is a task's domain).
 BASE_SCRIPTS = (
     "cjk", "hangul", "latin_upper", "latin_lower", "digits",
     "greek_upper", "greek_lower", "cyrillic_upper", "cyrillic_lower",

@@ -25,6 +25,9 @@ from service.problems import Problem, ProblemDetail
 from service.registry import get_or_404, newest_learngene
 from service.schemas import IndividualCreate, IndividualPublic, JobPublic, Page, PredictionsPublic
 from service.uploads import parse_dataset, parse_images, read_upload
+from service.cards import CardQuery, card_response, individual_card
+from service.onnx_export import onnx_bytes
+from service.routers.aliases import resolve_alias
 from service.weights import weights_response
 
 router = APIRouter(prefix="/individuals", tags=["individuals"])
@@ -49,10 +52,10 @@ def create_individual(
         query = parse_dataset(eval_bytes, eval_file.filename, settings, what="eval_file", min_classes=1)
         if not set(query.class_names) & set(support.class_names):
             raise Problem(422, "Invalid dataset", "eval_file shares no class name with file", type="invalid-dataset")
-    learngene = _learngene_for(session, form.learngene_id)
+    learngene = _learngene_for(session, form.learngene_id, form.learngene_alias)
     try:
         with stored_uploads(session, store, support_bytes, eval_bytes) as (support_sha, eval_sha):
-            options = form.model_dump(exclude={"learngene_id"})
+            options = form.model_dump(exclude={"learngene_id", "learngene_alias"})
             job = Job(kind=JobKind.individual, idempotency_key=idempotency_key, params={
                 "learngene_id": learngene.id, "support_sha256": support_sha, "eval_sha256": eval_sha,
                 "options": options, "filename": file.filename,
@@ -63,7 +66,13 @@ def create_individual(
     return accepted(response, job)
 
 
-def _learngene_for(session, learngene_id: int | None) -> Learngene:
+def _learngene_for(session, learngene_id: int | None, alias: str | None = None) -> Learngene:
+    if alias is not None:
+        named = resolve_alias(session, alias)
+        if learngene_id is not None and learngene_id != named.id:
+            raise Problem(422, "Conflicting learngene", f"learngene_id {learngene_id} and learngene_alias {alias!r} "
+                          f"(learngene {named.id}) disagree: send one of them", type="invalid-request")
+        return named
     if learngene_id is None:
         newest = newest_learngene(session)
         if newest is None:
@@ -82,7 +91,8 @@ def individual_public(ind: Individual) -> IndividualPublic:
         parameters=ind.parameters, metrics=ind.metrics, options=ind.options, channels=ind.channels, size=ind.size,
         sha256=ind.weights_sha256, created_at=ind.created_at,
         links={"self": f"/individuals/{ind.id}", "predictions": f"/individuals/{ind.id}/predictions",
-               "weights": f"/individuals/{ind.id}/weights", "learngene": f"/learngenes/{ind.learngene_id}"},
+               "weights": f"/individuals/{ind.id}/weights", "learngene": f"/learngenes/{ind.learngene_id}",
+               "card": f"/individuals/{ind.id}/card", "onnx": f"/individuals/{ind.id}/model.onnx"},
     )
 
 
@@ -114,6 +124,40 @@ def predict(individual_id: RowId, file: Annotated[UploadFile, File(description="
 
 @router.get("/{individual_id}/weights", response_class=Response, responses={
     200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, 404: {"model": ProblemDetail}})
-def get_individual_weights(individual_id: RowId, session: SessionDep, store: StoreDep, request: Request) -> Response:
+def get_individual_weights(individual_id: RowId, session: SessionDep, store: StoreDep, request: Request,
+                           card: CardQuery = False) -> Response:
+    """The weights as stored; with ?card=true the model card's metadata is added to the safetensors header."""
     ind = get_or_404(session, Individual, individual_id, "individual")
-    return weights_response(store, ind.weights_sha256, f"individual-{ind.id}.safetensors", request)
+    meta = individual_card(session, store, ind).metadata if card else None
+    return weights_response(store, ind.weights_sha256, f"individual-{ind.id}.safetensors", request, card=meta)
+
+
+@router.get("/{individual_id}/card", response_class=Response, responses={
+    200: {"content": {"text/markdown": {}}, "description": "model card: Markdown with YAML front matter"},
+    404: {"model": ProblemDetail}})
+def get_individual_card(individual_id: RowId, session: SessionDep, store: StoreDep) -> Response:
+    """The individual's model card: its learngene (base model) and that learngene's lineage, classes and shots,
+    training options, metrics with their protocol, parameters, input, library versions, sha256."""
+    return card_response(individual_card(session, store, get_or_404(session, Individual, individual_id,
+                                                                    "individual")))
+
+
+@router.get("/{individual_id}/model.onnx", response_class=Response, responses={
+    200: {"content": {"application/octet-stream": {}}, "description": "ONNX model"}, 404: {"model": ProblemDetail}})
+def get_individual_onnx(individual_id: RowId, session: SessionDep, store: StoreDep) -> Response:
+    """The individual as ONNX: input `images` float32 (N, C, S, S) = uint8/127.5 - 1 after conversion to its
+    input spec, dynamic N; output `probabilities` (N, classes, softmax included); metadata_props class_names
+    (JSON), channels, size, unknown_threshold, model_card."""
+    ind = get_or_404(session, Individual, individual_id, "individual")
+    card = individual_card(session, store, ind).metadata
+    digest = ind.weights_sha256
+    session.close()  # free the connection while the export runs
+
+    def load():
+        from learngene import Individual as Model  # torch only when a model is exported
+
+        return Model.from_bytes(store.get(digest))
+
+    blob = onnx_bytes(digest, load, card)
+    return Response(blob, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="individual-{individual_id}.onnx"'})

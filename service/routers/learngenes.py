@@ -18,6 +18,8 @@ from service.models import Collective, CollectiveVersion, Learngene, Task
 from service.pagination import PageDep, paginate
 from service.problems import ProblemDetail, not_found
 from service.schemas import LearngeneDetail, LearngenePublic, Lineage, Page
+from service.cards import CardQuery, card_response, learngene_card
+from service.routers.aliases import aliases_of
 from service.weights import weights_response
 
 router = APIRouter(prefix="/learngenes", tags=["learngenes"])
@@ -30,12 +32,12 @@ def _rows():
             .join(Collective, CollectiveVersion.collective_id == Collective.id))
 
 
-def learngene_public(row) -> LearngenePublic:
+def learngene_public(row, aliases: list[str] | None = None) -> LearngenePublic:
     lg, collective, number = row
     return LearngenePublic(
         id=lg.id, collective=collective, collective_version=number, method=lg.method, layers=lg.layers,
         parameters=lg.parameters, scores=lg.scores, channels=lg.channels, size=lg.size, tags=lg.tags,
-        created_at=lg.created_at,
+        aliases=aliases or [], created_at=lg.created_at,
     )
 
 
@@ -58,7 +60,9 @@ def list_learngenes(
     if max_parameters is not None:
         stmt = stmt.where(Learngene.parameters <= max_parameters)
     rows, cursor = paginate(session, stmt, Learngene.id, page)
-    return Page[LearngenePublic](items=[learngene_public(r) for r in rows], limit=page.limit, next_cursor=cursor)
+    names = aliases_of(session, [r[0].id for r in rows])
+    return Page[LearngenePublic](items=[learngene_public(r, names.get(r[0].id)) for r in rows], limit=page.limit,
+                                 next_cursor=cursor)
 
 
 def _get(session, learngene_id: int):
@@ -80,15 +84,28 @@ def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
         task_id=task.id if task else None, task_name=task.name if task else None, tasks_seen=number,
     )
     return LearngeneDetail(
-        **learngene_public(row).model_dump(), grad_stats=lg.grad_stats, candidates=lg.candidates,
-        sha256=lg.weights_sha256, lineage=lineage, info=lg.info,
+        **learngene_public(row, aliases_of(session, [lg.id]).get(lg.id)).model_dump(), grad_stats=lg.grad_stats,
+        candidates=lg.candidates, sha256=lg.weights_sha256, lineage=lineage, info=lg.info,
         links={"self": f"/learngenes/{lg.id}", "weights": f"/learngenes/{lg.id}/weights",
-               "collective": f"/collectives/{collective}"},
+               "collective": f"/collectives/{collective}", "card": f"/learngenes/{lg.id}/card"},
     )
 
 
 @router.get("/{learngene_id}/weights", response_class=Response, responses={
     200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, **NOT_FOUND})
-def get_learngene_weights(learngene_id: RowId, session: SessionDep, store: StoreDep, request: Request) -> Response:
+def get_learngene_weights(learngene_id: RowId, session: SessionDep, store: StoreDep, request: Request,
+                          card: CardQuery = False) -> Response:
+    """The weights as stored (content-addressed: sha256 and ETag are the artifact's); with ?card=true the
+    model card's metadata is added to the safetensors header (`model_card`), as `learngene download` saves it."""
     lg = _get(session, learngene_id)[0]
-    return weights_response(store, lg.weights_sha256, f"learngene-{lg.id}.safetensors", request)
+    meta = learngene_card(session, store, lg).metadata if card else None
+    return weights_response(store, lg.weights_sha256, f"learngene-{lg.id}.safetensors", request, card=meta)
+
+
+@router.get("/{learngene_id}/card", response_class=Response, responses={
+    200: {"content": {"text/markdown": {}}, "description": "model card: Markdown with YAML front matter"},
+    **NOT_FOUND})
+def get_learngene_card(learngene_id: RowId, session: SessionDep, store: StoreDep) -> Response:
+    """The learngene's model card: base model (its collective version), tasks seen, the collective's training
+    recipe, metrics with their protocol, parameters, input, library versions, sha256 of the weights."""
+    return card_response(learngene_card(session, store, _get(session, learngene_id)[0]))

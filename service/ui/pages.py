@@ -21,7 +21,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import func, select
 
-from service.deps import MAX_ID, SessionDep
+from service.cards import individual_card, learngene_card
+from service.deps import MAX_ID, SessionDep, StoreDep
 from service.jobs import job_public
 from service.models import Collective, CollectiveVersion, Individual, Job, JobStatus, Learngene, Task
 from service.pagination import PageParams, decode_cursor, paginate
@@ -166,7 +167,7 @@ def learngenes_page(request: Request, session: SessionDep, collective: str | Non
 
 
 @router.get("/ui/learngenes/{learngene_id:int}", response_class=HTMLResponse)
-def learngene_page(learngene_id: int, request: Request, session: SessionDep) -> HTMLResponse:
+def learngene_page(learngene_id: int, request: Request, session: SessionDep, store: StoreDep) -> HTMLResponse:
     lg = _row(session, Learngene, learngene_id, "learngene")
     version = lg.collective_version
     collective = version.collective
@@ -183,7 +184,8 @@ def learngene_page(learngene_id: int, request: Request, session: SessionDep) -> 
     return render(request, "learngene.html", lg=lg, version=version, collective=collective, parent=parent,
                   task=task, tasks_seen=list(enumerate(task_names_up_to(session, version), start=1)),
                   layers=layers, candidates=candidates, individuals=individuals,
-                  selections=(lg.info or {}).get("selections") or {})
+                  selections=(lg.info or {}).get("selections") or {},
+                  card=learngene_card(session, store, lg).markdown)
 
 
 @router.get("/ui/individuals", response_class=HTMLResponse)
@@ -193,7 +195,7 @@ def individuals_page(request: Request, session: SessionDep) -> HTMLResponse:
 
 
 @router.get("/ui/individuals/{individual_id:int}", response_class=HTMLResponse)
-def individual_page(individual_id: int, request: Request, session: SessionDep) -> HTMLResponse:
+def individual_page(individual_id: int, request: Request, session: SessionDep, store: StoreDep) -> HTMLResponse:
     ind = _row(session, Individual, individual_id, "individual")
     lg = ind.learngene
     # Other models trained on the very same support set (e.g. its scratch twin): the fair comparison.
@@ -201,7 +203,8 @@ def individual_page(individual_id: int, request: Request, session: SessionDep) -
                                                         Individual.id != ind.id)
                                .order_by(Individual.id.desc()).limit(20)).all()
     return render(request, "individual.html", ind=ind, lg=lg, version=lg.collective_version, siblings=siblings,
-                  metrics=ind.metrics or {}, history=(ind.metrics or {}).get("history") or [])
+                  metrics=ind.metrics or {}, history=(ind.metrics or {}).get("history") or [],
+                  card=individual_card(session, store, ind).markdown)
 
 
 @router.get("/ui/jobs", response_class=HTMLResponse)

@@ -183,21 +183,25 @@ def test_keys_create_list_revoke_on_the_local_registry(api, learngene, files, mo
     assert learngene("keys", "revoke", key_id).stdout.strip() == f"revoked API key {key_id}"
     assert "revoked" in learngene("keys", "list").stdout
     assert _one_error_line(learngene("--key", token, "predict", 1, files["images"])).startswith("error: 401 ")
-    assert _one_error_line(learngene("keys", "revoke", 999)) == "error: no API key 999"
+    refused = learngene("keys", "revoke", 999)
+    assert refused.exit_code == 1 and refused.stderr.strip().splitlines()[-1] == "error: no API key 999"
+    # Each command that touches the registry says which one it used.
+    assert refused.stderr.startswith(f"registry: {api.settings.data_dir.resolve() / 'registry.sqlite3'} ")
 
 
 def test_serve_runs_the_embedded_service_with_the_given_port_and_data_dir(monkeypatch, tmp_path):
     import service.cli
 
     calls = []
-    monkeypatch.setattr(service.cli, "main", lambda argv: calls.append((argv, dict(os.environ))))
+    monkeypatch.setattr(service.cli, "serve", lambda settings: calls.append((settings, dict(os.environ))))
     # The command sets these in os.environ (for the worker process); monkeypatch puts the old values back.
     monkeypatch.setenv("LEARNGENE_PORT", "8000")
     monkeypatch.setenv("LEARNGENE_DATA_DIR", "var")
     result = CliRunner().invoke(cli.app, ["serve", "--port", "8765", "--data-dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    (argv, env), = calls
-    assert argv == ["run"] and env["LEARNGENE_PORT"] == "8765" and env["LEARNGENE_DATA_DIR"] == str(tmp_path / "demo")
+    (settings, env), = calls
+    assert settings.port == 8765 and settings.data_dir == tmp_path / "demo"
+    assert env["LEARNGENE_PORT"] == "8765" and env["LEARNGENE_DATA_DIR"] == str(tmp_path / "demo")
 
 
 def test_collectives_create_list_and_show(learngene, worker, files):
@@ -216,3 +220,86 @@ def test_collectives_create_list_and_show(learngene, worker, files):
     assert as_json["head"] == 1 and as_json["versions"][0]["label_space"] == ["a", "b", "c"]
     assert "already exists" in _one_error_line(
         learngene("--key", API_KEY, "collectives", "create", "letters", "--channels", 1, "--size", 16)).lower()
+
+
+def test_json_after_the_command_jobs_show_and_full_width_rows(learngene, worker, files):
+    assert learngene("--key", API_KEY, "tasks", "add", files["task1"], "--name", "x" * 150, "--epochs", 1,
+                     "--wait").exit_code == 0
+    after = learngene("jobs", "list", "--json")
+    assert after.exit_code == 0 and json.loads(after.stdout)["items"][0]["status"] == "succeeded"
+    shown = learngene("jobs", "show", 1)
+    assert shown.exit_code == 0 and "succeeded" in shown.stdout and "learngene_id 1" in shown.stdout
+    assert json.loads(learngene("jobs", "show", 1, "--json").stdout)["kind"] == "task"
+    # Off a terminal a row is one line however long: grep-able.
+    rows = learngene("tasks", "list").stdout.splitlines()
+    assert len(rows) == 2 and "x" * 150 in rows[1] and rows[1].split()[0] == "1"
+
+
+def test_help_shows_flags_as_flags_and_every_option_documented():
+    runner = CliRunner()
+    for command in (["tasks", "add"], ["individuals", "create"], ["jobs", "list"], ["learngenes", "list"],
+                    ["individuals", "download"], ["serve"], ["keys", "create"]):
+        text = runner.invoke(cli.app, [*command, "--help"], terminal_width=200).stdout
+        assert "<bool>" not in text, command
+        options = [line for line in text.splitlines() if line.lstrip().startswith("--")]
+        assert options, command
+        for line in options:
+            if not line.lstrip().startswith("--help"):
+                assert len(line.split(None, 2)) > 2, f"{command}: undocumented option {line.strip()}"
+    text = runner.invoke(cli.app, ["individuals", "create", "--help"], terminal_width=200).stdout
+    assert "--wait " in text and "[default: learngene]" in text and "the newest learngene" in text
+
+
+def test_without_a_key_the_error_names_the_variable_and_the_option(learngene, files):
+    line = _one_error_line(learngene("tasks", "add", files["task1"]))
+    assert line.startswith("error: 401 Unauthorized: ") and "LEARNGENE_API_KEY" in line and "--key" in line
+
+
+def test_aliases_and_downloads_with_their_cards(learngene, worker, files, tmp_path):
+    assert learngene("--key", API_KEY, "tasks", "add", files["task1"], "--epochs", 1, "--wait").exit_code == 0
+    assert learngene("--key", API_KEY, "tasks", "add", files["task2"], "--epochs", 1, "--wait").exit_code == 0
+    assert learngene("--key", API_KEY, "learngenes", "alias", "set", "champion", 1).stdout.strip() == \
+        "alias champion -> learngene 1"
+    assert "champion" in learngene("learngenes", "show", 1).stdout
+    made = learngene("--key", API_KEY, "--json", "individuals", "create", files["support"], "--learngene",
+                     "champion", "--epochs", 1, "--wait")
+    assert made.exit_code == 0 and json.loads(made.stdout)["result"]["learngene_id"] == 1
+    out = tmp_path / "models" / "ind.onnx"
+    out.parent.mkdir()
+    saved = learngene("individuals", "download", 1, "--format", "onnx", "-o", out)
+    assert saved.exit_code == 0, saved.output
+    assert out.read_bytes()[:2] != b"" and "kind: \"individual\"" in out.with_suffix(".md").read_text()
+    lg = learngene("learngenes", "download", 1, "-o", tmp_path / "lg1.safetensors")
+    assert lg.exit_code == 0 and (tmp_path / "lg1.md").read_text().startswith("---\nid: 1\nkind: \"learngene\"")
+    assert "base_model" in learngene("learngenes", "card", 1).stdout
+    assert learngene("--key", API_KEY, "learngenes", "alias", "delete", "champion").exit_code == 0
+    assert _one_error_line(learngene("learngenes", "alias", "show", "champion")).startswith("error: 404 ")
+
+
+def test_keys_find_the_registry_from_a_subfolder_and_refuse_a_missing_one(api, monkeypatch, tmp_path):
+    home = api.settings.data_dir.parent  # holds var/registry.sqlite3
+    (home / "sub" / "deeper").mkdir(parents=True)
+    # --data-dir below sets LEARNGENE_DATA_DIR in os.environ (for a worker process): put it back afterwards.
+    monkeypatch.setenv("LEARNGENE_DATA_DIR", "")
+    monkeypatch.delenv("LEARNGENE_DATA_DIR")
+    monkeypatch.chdir(home / "sub" / "deeper")
+    listed = CliRunner().invoke(cli.app, ["keys", "list"])
+    assert listed.exit_code == 0 and "tests" in listed.stdout  # the api fixture's key, in the found registry
+    assert f"registry: {home / 'var' / 'registry.sqlite3'}" in listed.stderr
+    assert not (home / "sub" / "deeper" / "var").exists()
+    monkeypatch.chdir(tmp_path.parent)
+    elsewhere = CliRunner().invoke(cli.app, ["keys", "create", "--scope", "write", "--data-dir",
+                                             str(tmp_path / "nothing")])
+    assert elsewhere.exit_code == 1 and "no registry in" in elsewhere.stderr and "--data-dir" in elsewhere.stderr
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_the_banner_prints_one_command_to_paste(tmp_path):
+    from service.cli import banner
+    from service.settings import Settings
+
+    text = banner(Settings(data_dir=tmp_path / "data", port=8123), "Learngene service")
+    (command,) = [line.strip() for line in text.splitlines() if "keys create" in line]
+    assert command.startswith(f"LEARNGENE_DATA_DIR={(tmp_path / 'data').resolve()} ")
+    assert command.endswith("learngene keys create --scope write") and " if " not in command
+    assert "LEARNGENE_API_KEY" in text and "--key" in text

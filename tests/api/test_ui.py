@@ -177,3 +177,13 @@ def test_static_css_and_no_ui_in_the_schema(api):
 def test_a_fresh_service_has_empty_pages_that_say_so(api, url):
     html = page(api, url)  # a brand-new registry: no collective, learngene, individual or job yet
     assert "yet" in html.lower() and "/ui/learngenes/1" not in html
+
+
+def test_pages_show_the_model_cards(api, data):
+    lg_id = data.learngene_ids[-1]
+    html = page(api, f"/ui/learngenes/{lg_id}")
+    assert 'id="model-card"' in html and f'href="/learngenes/{lg_id}/card"' in html
+    assert f"id: {lg_id}\nkind: &#34;learngene&#34;" in html or f'id: {lg_id}\nkind: "learngene"' in html
+    ind = page(api, f"/ui/individuals/{data.individual_id}")
+    assert 'id="model-card"' in ind and f'href="/individuals/{data.individual_id}/model.onnx"' in ind
+    assert "base_model: " in ind and "finetune" in ind

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.schemas import (
+from learngene_client.models import (
     CollectivePublic,
     CollectiveVersionPublic,
     IndividualPublic,

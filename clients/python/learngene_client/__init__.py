@@ -7,12 +7,14 @@
     ind_job = client.wait(client.create_individual("support.npz", eval_file="query.npz"))
     client.predict(ind_job.result["individual_id"], "images.npz").predictions[0].label
 
-Results are the service's own response models (service/schemas.py): they are the API's contract.
+Results are this package's own response models (learngene_client/models.py), kept in step with the
+service's OpenAPI document; the client needs httpx and pydantic, never the server or torch.
 """
 from learngene_client._client import Client
 from learngene_client._errors import ApiError, ConnectionFailed, LearngeneError
 from learngene_client._events import JobEvent, ServerSentEvent, parse_sse
-from service.schemas import (
+from learngene_client.models import (
+    AliasPublic,
     CollectivePublic,
     IndividualPublic,
     JobProgress,
@@ -27,7 +29,7 @@ from service.schemas import (
 )
 
 __all__ = [
-    "ApiError", "Client", "CollectivePublic", "ConnectionFailed", "IndividualPublic", "JobEvent", "JobProgress",
-    "JobPublic", "LearngeneDetail", "LearngeneError", "LearngenePublic", "Page", "Prediction", "PredictionsPublic",
+    "AliasPublic", "ApiError", "Client", "CollectivePublic", "ConnectionFailed", "IndividualPublic", "JobEvent",
+    "JobProgress", "JobPublic", "LearngeneDetail", "LearngeneError", "LearngenePublic", "Page", "Prediction", "PredictionsPublic",
     "Readiness", "ServerSentEvent", "TaskPublic", "parse_sse",
 ]

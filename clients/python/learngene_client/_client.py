@@ -18,7 +18,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from learngene_client._errors import ApiError, ConnectionFailed
 from learngene_client._events import JobEvent, parse_sse
-from service.schemas import (
+from learngene_client.models import (
+    AliasPublic,
     CollectivePublic,
     IndividualPublic,
     JobPublic,
@@ -162,22 +163,42 @@ class Client:
     def get_learngene(self, learngene_id: int) -> LearngeneDetail:
         return self._get(f"/learngenes/{learngene_id}", LearngeneDetail)
 
-    def learngene_weights(self, learngene_id: int) -> bytes:
-        """GET /learngenes/{id}/weights: safetensors bytes (`safetensors.torch.load(...)`)."""
-        return self._request("GET", f"/learngenes/{learngene_id}/weights").content
+    def learngene_weights(self, learngene_id: int, *, card: bool = False) -> bytes:
+        """GET /learngenes/{id}/weights: safetensors bytes (`safetensors.torch.load(...)`); `card` adds the
+        model card's metadata to the header (`model_card`)."""
+        return self._request("GET", f"/learngenes/{learngene_id}/weights", params=_params(card=card or None)).content
+
+    def learngene_card(self, learngene_id: int) -> str:
+        """GET /learngenes/{id}/card: the model card (Markdown with YAML front matter)."""
+        return self._request("GET", f"/learngenes/{learngene_id}/card").text
+
+    def set_alias(self, name: str, learngene_id: int) -> AliasPublic:
+        """PUT /learngenes/aliases/{name}: point `name` (e.g. `champion`) at a learngene (moves it if it exists)."""
+        response = self._request("PUT", f"/learngenes/aliases/{name}", json={"learngene_id": learngene_id})
+        return AliasPublic.model_validate_json(response.content)
+
+    def get_alias(self, name: str) -> AliasPublic:
+        return self._get(f"/learngenes/aliases/{name}", AliasPublic)
+
+    def delete_alias(self, name: str) -> None:
+        self._request("DELETE", f"/learngenes/aliases/{name}")
 
     # --------------------------------------------------------------------------------------- individuals
 
     def create_individual(self, support: FileInput, *, eval_file: FileInput | None = None,
-                          learngene_id: int | None = None, init: str | None = None, epochs: int | None = None,
+                          learngene_id: int | None = None, learngene_alias: str | None = None,
+                          init: str | None = None, epochs: int | None = None,
                           seed: int | None = None, lr: float | None = None, anchor: float | None = None,
                           idempotency_key: str | None = None) -> JobPublic:
-        """POST /individuals: train a few-shot model on `support` (newest learngene by default); returns its job."""
+        """POST /individuals: train a few-shot model on `support` (newest learngene by default); returns its job.
+
+        `learngene_alias` names the learngene by alias (`champion`) instead of by id."""
         files = {"file": _file(support, "support.npz")}
         if eval_file is not None:
             files["eval_file"] = _file(eval_file, "eval.npz")
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        form = _params(learngene_id=learngene_id, init=init, epochs=epochs, seed=seed, lr=lr, anchor=anchor)
+        form = _params(learngene_id=learngene_id, learngene_alias=learngene_alias, init=init, epochs=epochs,
+                       seed=seed, lr=lr, anchor=anchor)
         response = self._request("POST", "/individuals", files=files, data=form, headers=headers)
         return JobPublic.model_validate_json(response.content)
 
@@ -195,8 +216,18 @@ class Client:
                                  files={"file": _file(file, "images.npz")})
         return PredictionsPublic.model_validate_json(response.content)
 
-    def individual_weights(self, individual_id: int) -> bytes:
-        return self._request("GET", f"/individuals/{individual_id}/weights").content
+    def individual_weights(self, individual_id: int, *, card: bool = False) -> bytes:
+        """GET /individuals/{id}/weights: safetensors bytes; `card` adds the model card's metadata to the header."""
+        return self._request("GET", f"/individuals/{individual_id}/weights", params=_params(card=card or None)).content
+
+    def individual_onnx(self, individual_id: int) -> bytes:
+        """GET /individuals/{id}/model.onnx: input `images` float32 (N, C, S, S) = uint8/127.5 - 1, output
+        `probabilities` (N, classes); metadata class_names, channels, size."""
+        return self._request("GET", f"/individuals/{individual_id}/model.onnx").content
+
+    def individual_card(self, individual_id: int) -> str:
+        """GET /individuals/{id}/card: the model card (Markdown with YAML front matter)."""
+        return self._request("GET", f"/individuals/{individual_id}/card").text
 
     # --------------------------------------------------------------------------------------- jobs
 
@@ -205,6 +236,7 @@ class Client:
         return self._get("/jobs", Page[JobPublic], status=status, kind=kind, limit=limit, cursor=cursor)
 
     def get_job(self, job_id: int) -> JobPublic:
+        """GET /jobs/{id}."""
         return self._get(f"/jobs/{job_id}", JobPublic)
 
     def cancel_job(self, job_id: int) -> JobPublic:

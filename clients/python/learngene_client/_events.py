@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from service.schemas import JobPublic
+from learngene_client.models import JobPublic
 
 
 @dataclass(frozen=True)

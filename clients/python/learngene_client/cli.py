@@ -1,20 +1,22 @@
 """`learngene`: drive a Learngene service from the shell.
 
-    learngene serve                                    # the embedded service (what `python -m service run` does)
     learngene tasks add task1.npz --epochs 10 --wait   # grow the collective, with a live progress bar
     learngene learngenes list
-    learngene individuals create support.npz --eval query.npz --wait
+    learngene learngenes alias set champion 3          # a name clients can use instead of the id
+    learngene individuals create support.npz --eval query.npz --learngene champion --wait
     learngene predict 1 images.npz
-    learngene --json jobs list                         # raw JSON instead of tables
+    learngene individuals download 1 --format onnx     # model.onnx + its model card
+    learngene jobs list --json                         # raw JSON instead of tables (before or after the command)
+
+    learngene serve | api | worker | migrate | keys    # run a service: need the server package installed
 
 --url / LEARNGENE_URL and --key / LEARNGENE_API_KEY say which service and which key. An API error or an
 unreachable service prints one line on stderr (`error: 422 Invalid dataset: ...`) and exits with 1; so
-does a job that failed or was cancelled under --wait or `jobs watch`.
+does a job that failed or was cancelled under --wait or `jobs watch`. Off a terminal, tables print one
+row per line at full width (for grep and pipes).
 """
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,23 +27,35 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel
 from rich.console import Console, Group
+from typer.core import TyperGroup
 
-from learngene_client import _render as render
+from learngene_client import _admin, _render as render
 from learngene_client._client import Client
-from learngene_client._errors import LearngeneError
-from service.schemas import JobPublic, Page
+from learngene_client._errors import ApiError, LearngeneError
+from learngene_client.models import JobPublic, Page
 
-app = typer.Typer(help="Drive a Learngene service: tasks, learngenes, individuals, predictions, jobs, keys.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+class JsonAnywhere(TyperGroup):
+    """`--json` is a global option, accepted before or after the command (`learngene jobs list --json`)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        if "--json" in args[:end]:
+            args = ["--json", *[a for a in args[:end] if a != "--json"], *args[end:]]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=JsonAnywhere,
+                  help="Drive a Learngene service: tasks, learngenes, individuals, predictions, jobs; run one.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, rich_markup_mode=None,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 tasks_app = typer.Typer(help="Upload tasks that grow a collective.", no_args_is_help=True)
 learngenes_app = typer.Typer(help="Browse the learngene catalog.", no_args_is_help=True)
 individuals_app = typer.Typer(help="Order and inspect few-shot individual models.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Follow and cancel jobs.", no_args_is_help=True)
 collectives_app = typer.Typer(help="Collectives: their versions, growth and accuracy.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys (local admin: acts on this machine's registry, not over HTTP).",
-                       no_args_is_help=True)
-for sub, name in ((collectives_app, "collectives"), (tasks_app, "tasks"), (learngenes_app, "learngenes"), (individuals_app, "individuals"),
-                  (jobs_app, "jobs"), (keys_app, "keys")):
+for sub, name in ((collectives_app, "collectives"), (tasks_app, "tasks"), (learngenes_app, "learngenes"),
+                  (individuals_app, "individuals"), (jobs_app, "jobs")):
     app.add_typer(sub, name=name)
 
 # How commands get their client; tests swap it for one over the in-process app.
@@ -58,9 +72,12 @@ class Options:
 @app.callback()
 def options(
     ctx: typer.Context,
-    url: Annotated[str | None, typer.Option(envvar="LEARNGENE_URL", help="the service (default http://127.0.0.1:8000)")] = None,
-    key: Annotated[str | None, typer.Option(envvar="LEARNGENE_API_KEY", help="API key for uploads and predictions")] = None,
-    json: Annotated[bool, typer.Option("--json", help="print the raw result JSON instead of tables")] = False,
+    url: Annotated[str | None, typer.Option(envvar="LEARNGENE_URL", show_default="http://127.0.0.1:8000",
+                                            help="the service")] = None,
+    key: Annotated[str | None, typer.Option(envvar="LEARNGENE_API_KEY", show_default="none",
+                                            help="API key for uploads and predictions")] = None,
+    json: Annotated[bool, typer.Option("--json", help="print the raw result JSON instead of tables "
+                                                      "(before or after the command)")] = False,
 ) -> None:
     ctx.obj = Options(url=url, key=key, json=json)
 
@@ -76,6 +93,11 @@ def _client(ctx: typer.Context) -> Iterator[Client]:
     try:
         with client_factory(ctx.obj.url, ctx.obj.key) as client:
             yield client
+    except ApiError as e:
+        if e.status == 401 and not ctx.obj.key:
+            raise _fail(f"{e} - this needs an API key: set LEARNGENE_API_KEY=<key> or pass --key <key> "
+                        "(make one with: learngene keys create --scope write)") from None
+        raise _fail(str(e)) from None
     except LearngeneError as e:
         raise _fail(str(e)) from None
     except OSError as e:  # an input file that cannot be read
@@ -83,7 +105,21 @@ def _client(ctx: typer.Context) -> Iterator[Client]:
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    """Rich output on a terminal; elsewhere one row per line, never wrapped (pipes, grep, logs)."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=100_000, soft_wrap=False)
+    return console
+
+
+def _print(renderable: object) -> None:
+    console = _console()
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def _show(ctx: typer.Context, result: BaseModel | list[BaseModel], table: Callable[[], object]) -> None:
@@ -94,10 +130,15 @@ def _show(ctx: typer.Context, result: BaseModel | list[BaseModel], table: Callab
         else:
             typer.echo(result.model_dump_json(indent=2))
         return
-    _console().print(table())
+    _print(table())
 
 
-OutputPath = Annotated[Path | None, typer.Option("--output", "-o", help="default: <kind>-<id>.safetensors here")]
+OutputPath = Annotated[Path | None, typer.Option("--output", "-o", show_default="<kind>-<id>.<format> here",
+                                                 help="where to save the model")]
+Limit = Annotated[int | None, typer.Option(help="items per page", show_default="the service's page size (50)")]
+Cursor = Annotated[str | None, typer.Option(help="the next page's cursor, from the previous page",
+                                            show_default="the first page")]
+Wait = Annotated[bool, typer.Option("--wait", help="follow the job to its end with live progress")]
 
 
 def _save(blob: bytes, path: Path) -> None:
@@ -108,11 +149,19 @@ def _save(blob: bytes, path: Path) -> None:
     typer.echo(f"saved {path} ({len(blob):,} bytes)")
 
 
+def _save_with_card(blob: bytes, path: Path, card: str) -> None:
+    """The model, then its model card beside it (`individual-3.onnx` + `individual-3.md`)."""
+    _save(blob, path)
+    card_path = path.with_suffix(".md")
+    card_path.write_text(card, encoding="utf-8")
+    typer.echo(f"saved {card_path} (model card)")
+
+
 def _show_page(ctx: typer.Context, page: Page, table: Callable[[list], object]) -> None:
     """A list command's output: the page as JSON, or its table and how to get the next page."""
     _show(ctx, page, lambda: table(page.items))
     if not ctx.obj.json and page.next_cursor:
-        _console().print(f"(more: --cursor {page.next_cursor})")
+        _print(f"(more: --cursor {page.next_cursor})")
 
 
 # ------------------------------------------------------------------------------------------- jobs
@@ -157,17 +206,35 @@ def _submitted(ctx: typer.Context, client: Client, job: JobPublic, wait: bool) -
     elif ctx.obj.json:
         typer.echo(job.model_dump_json(indent=2))
     else:
-        _console().print(f"job {job.id} {job.status} ({job.kind}); follow it with: learngene jobs watch {job.id}")
+        _print(f"job {job.id} {job.status} ({job.kind}); follow it with: learngene jobs watch {job.id}")
 
 
 @jobs_app.command("list")
-def jobs_list(ctx: typer.Context, status: Annotated[str | None, typer.Option(help="queued, running, succeeded, ...")] = None,
-              kind: Annotated[str | None, typer.Option(help="task or individual")] = None,
-              limit: int | None = None, cursor: str | None = None) -> None:
+def jobs_list(ctx: typer.Context,
+              status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled",
+                                                         show_default="all")] = None,
+              kind: Annotated[str | None, typer.Option(help="task or individual", show_default="both")] = None,
+              limit: Limit = None, cursor: Cursor = None) -> None:
     """Jobs, newest first."""
     with _client(ctx) as client:
         page = client.list_jobs(status=status, kind=kind, limit=limit, cursor=cursor)
     _show_page(ctx, page, render.jobs_table)
+
+
+@jobs_app.command("show")
+def jobs_show(ctx: typer.Context, job_id: int) -> None:
+    """One job: kind, status, progress, result or error, worker, times."""
+    with _client(ctx) as client:
+        job = client.get_job(job_id)
+    _show(ctx, job, lambda: render.fields([
+        ("job", f"{job.id} ({job.kind})"), ("status", job.status + (" (cancel requested)" if job.cancel_requested
+                                                                    and job.status == "running" else "")),
+        ("progress", render.progress_line(job)), ("result", ", ".join(f"{k} {v}" for k, v in (job.result or {}).items())
+                                                  or None),
+        ("error", job.error), ("attempts", job.attempts), ("worker", job.worker),
+        ("created", render.when(job.created_at)), ("started", render.when(job.started_at)),
+        ("finished", render.when(job.finished_at)),
+    ]))
 
 
 @jobs_app.command("watch")
@@ -215,7 +282,7 @@ def collectives_create(ctx: typer.Context, name: str,
                        channels: Annotated[int, typer.Option(help="1 (gray) or 3 (RGB)")],
                        size: Annotated[int, typer.Option(help="input side in pixels; images are resized to it")],
                        preset: Annotated[str, typer.Option(help="paper, small or tiny")] = "small",
-                       seed: int = 0) -> None:
+                       seed: Annotated[int, typer.Option(help="random seed of its initial weights")] = 0) -> None:
     """Fix a new collective's input before its first task (otherwise the first upload decides)."""
     with _client(ctx) as client:
         c = client.create_collective(name, channels, size, preset=preset, seed=seed)
@@ -227,10 +294,12 @@ def collectives_create(ctx: typer.Context, name: str,
 
 @tasks_app.command("add")
 def tasks_add(ctx: typer.Context, file: Path,
-              name: Annotated[str | None, typer.Option(help="default: the file name")] = None,
-              collective: Annotated[str | None, typer.Option(help="default: the service's default collective")] = None,
-              epochs: Annotated[int | None, typer.Option(help="training epochs (service default otherwise)")] = None,
-              wait: Annotated[bool, typer.Option("--wait", help="follow the job to its end")] = False) -> None:
+              name: Annotated[str | None, typer.Option(help="the task's name", show_default="the file name")] = None,
+              collective: Annotated[str | None, typer.Option(help="the collective that learns it",
+                                                             show_default="the service's default collective")] = None,
+              epochs: Annotated[int | None, typer.Option(help="training epochs",
+                                                         show_default="the service's default")] = None,
+              wait: Wait = False) -> None:
     """Upload a labelled dataset (.npz or .zip of class folders): the collective learns it and grows."""
     with _client(ctx) as client:
         job = client.create_task(file, name=name, collective=collective, epochs=epochs)
@@ -238,8 +307,12 @@ def tasks_add(ctx: typer.Context, file: Path,
 
 
 @tasks_app.command("list")
-def tasks_list(ctx: typer.Context, collective: str | None = None, status: str | None = None,
-               limit: int | None = None, cursor: str | None = None) -> None:
+def tasks_list(ctx: typer.Context,
+               collective: Annotated[str | None, typer.Option(help="only this collective's tasks",
+                                                              show_default="all")] = None,
+               status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed or cancelled",
+                                                          show_default="all")] = None,
+               limit: Limit = None, cursor: Cursor = None) -> None:
     """Tasks, newest first."""
     with _client(ctx) as client:
         page = client.list_tasks(collective=collective, status=status, limit=limit, cursor=cursor)
@@ -267,10 +340,16 @@ def tasks_show(ctx: typer.Context, task_id: int) -> None:
 
 
 @learngenes_app.command("list")
-def learngenes_list(ctx: typer.Context, collective: str | None = None,
-                    version: Annotated[int | None, typer.Option(help="a collective version number")] = None,
-                    method: str | None = None, max_parameters: int | None = None, limit: int | None = None,
-                    cursor: str | None = None) -> None:
+def learngenes_list(ctx: typer.Context,
+                    collective: Annotated[str | None, typer.Option(help="only this collective's learngenes",
+                                                                   show_default="all")] = None,
+                    version: Annotated[int | None, typer.Option(help="a collective version number",
+                                                                show_default="all")] = None,
+                    method: Annotated[str | None, typer.Option(help="how it was chosen: gradient or validated",
+                                                               show_default="all")] = None,
+                    max_parameters: Annotated[int | None, typer.Option(help="at most this many parameters",
+                                                                       show_default="no limit")] = None,
+                    limit: Limit = None, cursor: Cursor = None) -> None:
     """The learngene catalog, newest first."""
     with _client(ctx) as client:
         page = client.list_learngenes(collective=collective, collective_version=version, method=method,
@@ -285,7 +364,8 @@ def learngenes_show(ctx: typer.Context, learngene_id: int) -> None:
         lg = client.get_learngene(learngene_id)
     _show(ctx, lg, lambda: render.fields([
         ("learngene", lg.id), ("collective", f"{lg.collective}@{lg.collective_version}"), ("method", lg.method),
-        ("layers", lg.layers), ("scores", render.short_list(render.number(s, ".3f") for s in lg.scores)),
+        ("layers", lg.layers), ("aliases", ", ".join(lg.aliases) or None),
+        ("scores", render.short_list(render.number(s, ".3f") for s in lg.scores)),
         ("parameters", f"{lg.parameters:,}"), ("input", f"{lg.channels}×{lg.size}×{lg.size}"),
         ("lineage", f"parent v{lg.lineage.parent_version or '-'}, task {lg.lineage.task_id} "
                     f"({lg.lineage.task_name}), {lg.lineage.tasks_seen} task(s) seen"),
@@ -296,9 +376,46 @@ def learngenes_show(ctx: typer.Context, learngene_id: int) -> None:
 
 @learngenes_app.command("download")
 def learngenes_download(ctx: typer.Context, learngene_id: int, output: OutputPath = None) -> None:
-    """Save a learngene's weights (safetensors, metadata included) to a file."""
+    """Save a learngene's weights (safetensors, card metadata in its header) and its model card beside them."""
     with _client(ctx) as client:
-        _save(client.learngene_weights(learngene_id), output or Path(f"learngene-{learngene_id}.safetensors"))
+        blob, card = client.learngene_weights(learngene_id, card=True), client.learngene_card(learngene_id)
+    _save_with_card(blob, output or Path(f"learngene-{learngene_id}.safetensors"), card)
+
+
+@learngenes_app.command("card")
+def learngenes_card(ctx: typer.Context, learngene_id: int) -> None:
+    """Print a learngene's model card: Markdown with YAML metadata (lineage, recipe, metrics, versions)."""
+    with _client(ctx) as client:
+        typer.echo(client.learngene_card(learngene_id), nl=False)
+
+
+alias_app = typer.Typer(help="Names for learngenes (`champion`), usable instead of ids.", no_args_is_help=True)
+learngenes_app.add_typer(alias_app, name="alias")
+
+
+@alias_app.command("set")
+def alias_set(ctx: typer.Context, name: str, learngene_id: int) -> None:
+    """Point NAME at a learngene (moves the name if it points elsewhere; the move is recorded)."""
+    with _client(ctx) as client:
+        alias = client.set_alias(name, learngene_id)
+    _show(ctx, alias, lambda: f"alias {alias.name} -> learngene {alias.learngene_id}")
+
+
+@alias_app.command("show")
+def alias_show(ctx: typer.Context, name: str) -> None:
+    """Which learngene NAME points at."""
+    with _client(ctx) as client:
+        alias = client.get_alias(name)
+    _show(ctx, alias, lambda: f"alias {alias.name} -> learngene {alias.learngene_id} (since "
+                              f"{render.when(alias.updated_at)})")
+
+
+@alias_app.command("delete")
+def alias_delete(ctx: typer.Context, name: str) -> None:
+    """Remove the name (the learngene stays)."""
+    with _client(ctx) as client:
+        client.delete_alias(name)
+    typer.echo(f"deleted alias {name}")
 
 
 # ------------------------------------------------------------------------------------------- individuals
@@ -313,21 +430,27 @@ class Init(str, Enum):
 def individuals_create(
     ctx: typer.Context, support: Path,
     eval_file: Annotated[Path | None, typer.Option("--eval", help="labelled query set: reports eval accuracy")] = None,
-    learngene: Annotated[int | None, typer.Option(help="learngene id (default: the newest)")] = None,
+    learngene: Annotated[str | None, typer.Option(help="learngene id, or an alias such as champion",
+                                                  show_default="the newest learngene")] = None,
     init: Annotated[Init, typer.Option(help="inherit the learngene's layers, or train from scratch")] = Init.learngene,
-    epochs: int | None = None, seed: int | None = None,
-    wait: Annotated[bool, typer.Option("--wait", help="follow the job to its end")] = False,
+    epochs: Annotated[int | None, typer.Option(help="training epochs", show_default="the service's default")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed of training", show_default="0")] = None,
+    wait: Wait = False,
 ) -> None:
     """Train a few-shot individual model on a labelled support set, built on a learngene."""
+    by_id = learngene is not None and learngene.isdigit()
     with _client(ctx) as client:
-        job = client.create_individual(support, eval_file=eval_file, learngene_id=learngene, init=init.value,
+        job = client.create_individual(support, eval_file=eval_file, learngene_id=int(learngene) if by_id else None,
+                                       learngene_alias=None if by_id else learngene, init=init.value,
                                        epochs=epochs, seed=seed)
         _submitted(ctx, client, job, wait)
 
 
 @individuals_app.command("list")
-def individuals_list(ctx: typer.Context, learngene: int | None = None, limit: int | None = None,
-                     cursor: str | None = None) -> None:
+def individuals_list(ctx: typer.Context,
+                     learngene: Annotated[int | None, typer.Option(help="only those built from this learngene id",
+                                                                   show_default="all")] = None,
+                     limit: Limit = None, cursor: Cursor = None) -> None:
     """Individual models, newest first."""
     with _client(ctx) as client:
         page = client.list_individuals(learngene_id=learngene, limit=limit, cursor=cursor)
@@ -350,11 +473,32 @@ def individuals_show(ctx: typer.Context, individual_id: int) -> None:
     ]))
 
 
+class Format(str, Enum):
+    safetensors = "safetensors"
+    onnx = "onnx"
+
+
 @individuals_app.command("download")
-def individuals_download(ctx: typer.Context, individual_id: int, output: OutputPath = None) -> None:
-    """Save an individual model's weights (safetensors, metadata included) to a file."""
+def individuals_download(
+    ctx: typer.Context, individual_id: int, output: OutputPath = None,
+    format: Annotated[Format, typer.Option("--format", help="safetensors (PyTorch weights) or onnx (a runnable "
+                                                            "graph: softmax included)")] = Format.safetensors,
+) -> None:
+    """Save an individual model (safetensors weights or an ONNX graph) and its model card beside it."""
     with _client(ctx) as client:
-        _save(client.individual_weights(individual_id), output or Path(f"individual-{individual_id}.safetensors"))
+        if format is Format.onnx:
+            blob = client.individual_onnx(individual_id)
+        else:
+            blob = client.individual_weights(individual_id, card=True)
+        card = client.individual_card(individual_id)
+    _save_with_card(blob, output or Path(f"individual-{individual_id}.{format.value}"), card)
+
+
+@individuals_app.command("card")
+def individuals_card(ctx: typer.Context, individual_id: int) -> None:
+    """Print an individual's model card: Markdown with YAML metadata (base learngene, recipe, metrics)."""
+    with _client(ctx) as client:
+        typer.echo(client.individual_card(individual_id), nl=False)
 
 
 @app.command("predict")
@@ -373,68 +517,9 @@ def predict(ctx: typer.Context, individual_id: int, file: Path) -> None:
     _show(ctx, result, table)
 
 
-# ------------------------------------------------------------------------------------------- local admin
+# ------------------------------------------------------------------------------------------- running a service
 
-
-@app.command("serve")
-def serve(port: Annotated[int | None, typer.Option(help="default: LEARNGENE_PORT or 8000")] = None,
-          data_dir: Annotated[Path | None, typer.Option(help="default: LEARNGENE_DATA_DIR or ./var")] = None) -> None:
-    """Start the embedded service: migrations, one worker process and the API (Ctrl+C stops both)."""
-    # Through the environment, so the worker process started by the service sees the same settings.
-    if port is not None:
-        os.environ["LEARNGENE_PORT"] = str(port)
-    if data_dir is not None:
-        os.environ["LEARNGENE_DATA_DIR"] = str(data_dir)
-    from service.cli import main as service_main  # the server stack (uvicorn, torch) only for this command
-
-    service_main(["run"])
-
-
-class Scope(str, Enum):
-    read = "read"
-    write = "write"
-
-
-@keys_app.command("create")
-def keys_create(scope: Annotated[Scope, typer.Option(help="read: predictions; write: uploads and cancels too")],
-                name: Annotated[str, typer.Option(help="a note saying who or what uses the key")] = "") -> None:
-    """Make an API key and print it (once: only its hash is stored)."""
-    from service.auth import create_key
-    from service.cli import registry_session
-    from service.settings import Settings
-
-    with registry_session(Settings()) as session:
-        token, row = create_key(session, scope.value, name=name)
-        session.commit()
-        typer.echo(f"created API key {row.id} (scope {row.scope}, name {row.name!r}). It is shown only now:")
-        typer.echo(token)
-
-
-@keys_app.command("list")
-def keys_list() -> None:
-    """Every key: id, scope, active or revoked, created, name (never the tokens)."""
-    from service.cli import list_keys, registry_session
-    from service.settings import Settings
-
-    table = render.columns("id", "scope", "state", "created", "name")
-    with registry_session(Settings()) as session:
-        for row in list_keys(session):
-            table.add_row(str(row.id), row.scope, "revoked" if row.revoked_at else "active", render.when(row.created_at),
-                          row.name)
-    _console().print(table)
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: int) -> None:
-    """Revoke a key: requests with it get 401 from now on."""
-    from service.cli import registry_session, revoke_key
-    from service.settings import Settings
-
-    with registry_session(Settings()) as session:
-        row = revoke_key(session, key_id)
-    if row is None:
-        raise _fail(f"no API key {key_id}")
-    typer.echo(f"revoked API key {row.id}")
+_admin.install(app)
 
 
 def main() -> None:
