@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
@@ -12,6 +14,7 @@ from service.artifacts import ArtifactStore
 from service.db import SessionDep  # noqa: F401 - re-exported so routers import deps from one place
 from service.jobs import Enqueue
 from service.predict import ModelCache
+from service.problems import Problem
 from service.settings import Settings
 
 
@@ -45,3 +48,50 @@ IdempotencyKey = Annotated[
 # anything larger cannot exist, so it is refused as a 422 instead of reaching the database.
 MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def _property_names(schema: dict, components: dict) -> set[str]:
+    """The property names of a request-body schema, through `$ref` and `allOf`."""
+    if "$ref" in schema:
+        schema = components.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    names = set(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        names |= _property_names(part, components)
+    return names
+
+
+def _refuse_unknown(where: str, sent: Iterable[str], known: set[str]) -> None:
+    unknown = [name for name in dict.fromkeys(sent) if name not in known]
+    if not unknown:
+        return
+    errors = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        takes = ", ".join(f"`{k}`" for k in sorted(known)) or "none"
+        errors.append({"loc": [where, name], "type": "unknown_field",
+                       "msg": f"unknown {where} field `{name}`{hint} (this operation takes: {takes})"})
+    raise Problem(422, "Unknown field", "; ".join(e["msg"] for e in errors), type="unknown-field", errors=errors)
+
+
+async def known_fields_only(request: Request) -> None:
+    """422 for a query parameter or form field that the operation does not take (a misspelt `learngene=` must not
+    silently fall back to a default). What an operation takes is what the OpenAPI document says it takes."""
+    document = request.app.openapi()
+    route = request.scope.get("route")
+    operation = document.get("paths", {}).get(getattr(route, "path", ""), {}).get(request.method.lower())
+    if operation is None:
+        return
+    _refuse_unknown("query", request.query_params.keys(),
+                    {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"})
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        schema = operation.get("requestBody", {}).get("content", {}).get(content_type.split(";")[0].strip())
+        if schema is None:  # the other form encoding: the document names one
+            schema = next(iter(operation.get("requestBody", {}).get("content", {}).values()), {})
+        form = await request.form()  # already parsed (and cached) by FastAPI before dependencies run
+        _refuse_unknown("form", form.keys(),
+                        _property_names(schema.get("schema", {}), document.get("components", {}).get("schemas", {})))
+
+
+KnownFieldsOnly = Depends(known_fields_only)

@@ -39,7 +39,7 @@ def learngene_public(row) -> LearngenePublic:
     )
 
 
-@router.get("", response_model=Page[LearngenePublic])
+@router.get("", response_model=Page[LearngenePublic], summary="List learngenes")
 def list_learngenes(
     session: SessionDep, page: PageDep,
     collective: Annotated[str | None, Query(max_length=100)] = None,
@@ -48,6 +48,8 @@ def list_learngenes(
     method: Annotated[str | None, Query(max_length=32)] = None,
     max_parameters: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> Page[LearngenePublic]:
+    """The learngene catalog, newest first: one learngene per collective version, filtered by collective,
+    version, extraction method or size; pages of `limit` rows, `next_cursor` for the next."""
     stmt = _rows()
     if collective is not None:
         stmt = stmt.where(Collective.name == collective)
@@ -68,8 +70,10 @@ def _get(session, learngene_id: int):
     return row
 
 
-@router.get("/{learngene_id}", response_model=LearngeneDetail, responses=NOT_FOUND)
+@router.get("/{learngene_id}", response_model=LearngeneDetail, responses=NOT_FOUND, summary="Get a learngene")
 def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
+    """Which layers were kept and why: per-layer stability scores, gradient statistics, the candidates
+    compared, and the lineage (collective version, parent, the task that made it)."""
     row = _get(session, learngene_id)
     lg, collective, number = row
     version = lg.collective_version
@@ -88,7 +92,9 @@ def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
 
 
 @router.get("/{learngene_id}/weights", response_class=Response, responses={
-    200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, **NOT_FOUND})
+    200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, **NOT_FOUND},
+            summary="Download a learngene's weights")
 def get_learngene_weights(learngene_id: RowId, session: SessionDep, store: StoreDep, request: Request) -> Response:
+    """The inherited layers as a safetensors file, with an ETag (the sha256) for conditional requests."""
     lg = _get(session, learngene_id)[0]
     return weights_response(store, lg.weights_sha256, f"learngene-{lg.id}.safetensors", request)

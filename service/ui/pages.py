@@ -35,6 +35,14 @@ PAGE_SIZE = 25
 class PageNotFound(Exception):
     """Raised by a page for an unknown id; answered with the HTML 404 page."""
 
+    status, heading = 404, "Not found"
+
+
+class BadPageLink(PageNotFound):
+    """A page link this service never made (a forged cursor): an HTML 400 page with a way back to page 1."""
+
+    status, heading = 400, "Bad link"
+
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
@@ -63,7 +71,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 
 async def not_found_page(request: Request, exc: PageNotFound) -> HTMLResponse:
-    return render(request, "not_found.html", status_code=404, message=str(exc))
+    return render(request, "not_found.html", status_code=exc.status, message=str(exc), heading=exc.heading,
+                  first_page=request.url.remove_query_params("cursor") if exc.status == 400 else None)
 
 
 def _row(session, model: type, ident: int, what: str):
@@ -85,8 +94,8 @@ def _page(request: Request, session, stmt, id_column) -> tuple[list, str | None]
     """One page of rows, newest first, and the URL of the next page (same filters) or None."""
     try:
         after = decode_cursor(request.query_params["cursor"]) if request.query_params.get("cursor") else None
-    except Problem:  # a cursor this service never made: start at the first page
-        after = None
+    except Problem as e:  # a cursor this service never made
+        raise BadPageLink(e.detail) from e
     rows, cursor = paginate(session, stmt, id_column, PageParams(limit=PAGE_SIZE, after_id=after))
     return rows, str(request.url.include_query_params(cursor=cursor)) if cursor else None
 
