@@ -198,6 +198,10 @@ class Client:
     def individual_weights(self, individual_id: int) -> bytes:
         return self._request("GET", f"/individuals/{individual_id}/weights").content
 
+    def delete_individual(self, individual_id: int) -> None:
+        """DELETE /individuals/{id} (write key): the model and its weights; its id then answers 404."""
+        self._request("DELETE", f"/individuals/{individual_id}")
+
     # --------------------------------------------------------------------------------------- jobs
 
     def list_jobs(self, *, status: str | None = None, kind: str | None = None, limit: int | None = None,

@@ -340,7 +340,7 @@ def individuals_show(ctx: typer.Context, individual_id: int) -> None:
     with _client(ctx) as client:
         ind = client.get_individual(individual_id)
     _show(ctx, ind, lambda: render.fields([
-        ("individual", ind.id), ("learngene", ind.learngene_id), ("init", ind.init),
+        ("individual", ind.id), ("learngene", ind.learngene_id or "none (scratch)"), ("init", ind.init),
         ("classes", ", ".join(f"{c} ({ind.shots.get(c, 0)} shots)" for c in ind.classes)),
         ("parameters", f"{ind.parameters:,}"), ("input", f"{ind.channels}×{ind.size}×{ind.size}"),
         ("train accuracy", render.number(ind.metrics.get("train_accuracy"))),
@@ -348,6 +348,14 @@ def individuals_show(ctx: typer.Context, individual_id: int) -> None:
         ("options", ", ".join(f"{k} {v}" for k, v in ind.options.items() if v is not None)),
         ("created", render.when(ind.created_at)),
     ]))
+
+
+@individuals_app.command("delete")
+def individuals_delete(ctx: typer.Context, individual_id: int) -> None:
+    """Delete an individual model and its weights (needs a write key); its job stays."""
+    with _client(ctx) as client:
+        client.delete_individual(individual_id)
+    typer.echo(f"deleted individual {individual_id}")
 
 
 @individuals_app.command("download")

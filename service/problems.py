@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -18,7 +19,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from learngene.data import DatasetError
 from service.artifacts import ArtifactCorrupt, ArtifactMissing
@@ -87,8 +87,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         plain = isinstance(exc.detail, str) and exc.detail != HTTPStatus(exc.status_code).phrase
         detail = exc.detail if plain else None
         headers = getattr(exc, "headers", None)
-        if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
-            allowed = allowed_methods(request)
+        allowed = allowed_methods(request) if exc.status_code == 405 else None
+        if allowed:  # Starlette names the methods of the first route on the path only
             headers = {**(headers or {}), "Allow": allowed}
             detail = f"{request.method} is not allowed on {request.url.path}; it takes {allowed}"
         return problem_response(request, Problem(exc.status_code, detail=detail, headers=headers))
@@ -120,14 +120,14 @@ def _message(error: dict[str, Any]) -> str:
     return msg
 
 
-def allowed_methods(request: Request) -> str:
-    """The methods every route on this request's path takes, for the `Allow` header of a 405."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-    return ", ".join(sorted(methods, key=lambda m: order.index(m) if m in order else len(order)))
+def allowed_methods(request: Request) -> str | None:
+    """The methods the OpenAPI document gives this request's path (for the `Allow` of a 405), or None when
+    the path is not in the document (the dashboard's pages)."""
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods = [m.upper() for m in operations]
+            return ", ".join(sorted({*methods, *(["HEAD"] if "GET" in methods else [])}))
+    return None
 
 
 def problems_in_openapi(app: FastAPI) -> None:

@@ -132,6 +132,7 @@ def individual_curve(individual_id: RowId, session: SessionDep, request: Request
     ind = get_or_404(session, Individual, individual_id, "individual")
     metrics = ind.metrics or {}
     args = dict(history=metrics.get("history") or [], eval_accuracy=metrics.get("eval_accuracy"),
-                title=f"individual {ind.id}: {len(ind.classes)}-way, learngene {ind.learngene_id} ({ind.init})")
+                title=f"individual {ind.id}: {len(ind.classes)}-way, "
+                      + ("scratch" if ind.init == "scratch" else f"learngene {ind.learngene_id}"))
     session.close()
     return _png(request, f"curve:{ind.id}:{ind.weights_sha256}", lambda: plots.training_curve(**args), IMMUTABLE)

@@ -187,7 +187,9 @@ def learngene_page(learngene_id: int, request: Request, session: SessionDep) -> 
                "mean_share": sum(share[i]) / len(share[i]) if i < len(share) and share[i] else None}
               for i, s in enumerate(lg.scores)]
     candidates = [{**c, "chosen": list(c.get("layers", [])) == list(lg.layers)} for c in lg.candidates or []]
-    individuals = session.scalars(select(Individual).where(Individual.learngene_id == lg.id)
+    # Scratch models copy only the shape: they are not built from it (they show up as siblings on their page).
+    individuals = session.scalars(select(Individual).where(Individual.learngene_id == lg.id,
+                                                           Individual.init != "scratch")
                                   .order_by(Individual.id.desc()).limit(50)).all()
     return render(request, "learngene.html", lg=lg, version=version, collective=collective, parent=parent,
                   task=task, tasks_seen=list(enumerate(task_names_up_to(session, version), start=1)),
