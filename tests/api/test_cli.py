@@ -125,8 +125,10 @@ def test_individuals_create_wait_list_show_and_predict(learngene, worker, files)
                         "--epochs", 2, "--wait")
     assert scratch.exit_code == 0 and json.loads(scratch.stdout)["result"]["individual_id"] == 2
 
-    listed = learngene("individuals", "list", "--learngene", 1)
+    listed = learngene("individuals", "list")
     assert listed.exit_code == 0 and "scratch" in listed.stdout and "p, q" in listed.stdout
+    built = json.loads(learngene("--json", "individuals", "list", "--learngene", 1).stdout)["items"]
+    assert [i["id"] for i in built] == [1]  # the scratch model inherits nothing from learngene 1
     shown = learngene("individuals", "show", 1)
     assert "p (4 shots), q (4 shots)" in shown.stdout and "eval accuracy" in shown.stdout
 
@@ -216,3 +218,14 @@ def test_collectives_create_list_and_show(learngene, worker, files):
     assert as_json["head"] == 1 and as_json["versions"][0]["label_space"] == ["a", "b", "c"]
     assert "already exists" in _one_error_line(
         learngene("--key", API_KEY, "collectives", "create", "letters", "--channels", 1, "--size", 16)).lower()
+
+
+def test_individuals_delete(learngene, worker, files):
+    assert learngene("--key", API_KEY, "tasks", "add", files["task1"], "--epochs", 1, "--wait").exit_code == 0
+    assert learngene("--key", API_KEY, "individuals", "create", files["support"], "--epochs", 1,
+                     "--wait").exit_code == 0
+    assert _one_error_line(learngene("individuals", "delete", 1)).startswith("error: 401 Unauthorized: ")
+    deleted = learngene("--key", API_KEY, "individuals", "delete", 1)
+    assert deleted.exit_code == 0 and deleted.stdout.strip() == "deleted individual 1"
+    assert _one_error_line(learngene("individuals", "show", 1)).startswith("error: 404 Not Found: ")
+    assert _one_error_line(learngene("--key", API_KEY, "individuals", "delete", 1)).startswith("error: 404 ")

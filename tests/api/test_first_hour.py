@@ -188,3 +188,30 @@ def test_scratch_individuals_are_not_built_from_the_learngene(grown, make_task):
     # The fair comparison (same support set) still pairs them on the individual's page.
     page = grown.client.get(f"/ui/individuals/{scratch}").text
     assert f'href="/ui/individuals/{built}"' in page.split("Trained on the same support set")[1]
+
+
+# ------------------------------------------------------------------------------------------- docs
+
+
+def test_the_docs_list_every_problem_type_the_code_raises():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    raised = {m for f in (root / "service").rglob("*.py")
+              for m in re.findall(r'type="([a-z-]+)"', f.read_text(encoding="utf-8"))} - {"direct", "submit"}
+    documented = set(re.findall(r"`/problems/([a-z-]+)`", (root / "docs" / "service.md").read_text(encoding="utf-8")))
+    assert raised and raised <= documented, f"not in docs/service.md: {sorted(raised - documented)}"
+
+
+def test_the_curl_section_activates_the_environment_and_its_examples_can_work():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text(encoding="utf-8")
+    curl = text.split("## The whole flow with curl")[1].split("\n## ")[0]
+    assert "source .venv/bin/activate" in curl.split("```")[0]  # said before the first snippet
+    scratch = next(line for line in curl.splitlines() if "init=scratch" in line)
+    first = next(line for line in curl.splitlines() if "eval_file=@query.npz" in line and "scratch" not in line)
+    assert "eval_file=@query.npz" in scratch and "seed=0" in scratch and "seed=0" in first  # comparable
+    cancel = curl.split("5. Jobs can be cancelled")[1].split("# 6.")[0]
+    assert "epochs=300" in cancel and "/jobs/$JOB/cancel" in cancel and "/jobs/5/cancel" not in curl
