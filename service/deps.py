@@ -5,16 +5,18 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from service.artifacts import ArtifactStore
 from service.db import SessionDep  # noqa: F401 - re-exported so routers import deps from one place
 from service.jobs import Enqueue
 from service.predict import ModelCache
 from service.problems import Problem
+from service.schemas import NAME_PATTERN
 from service.settings import Settings
 
 
@@ -47,7 +49,10 @@ IdempotencyKey = Annotated[
 # Ids and numbers the database can hold (PostgreSQL INTEGER; SQLite refuses Python ints past 64 bits):
 # anything larger cannot exist, so it is refused as a 422 instead of reaching the database.
 MAX_ID = 2**31 - 1
+_INTEGER = re.compile(r"-?[0-9]+")
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CollectiveName = Annotated[str, Path(max_length=100, pattern=NAME_PATTERN)]
+CollectiveFilter = Annotated[str | None, Query(max_length=100, pattern=NAME_PATTERN, description="a collective's name")]
 
 
 def _property_names(schema: dict, components: dict) -> set[str]:
@@ -74,6 +79,22 @@ def _refuse_unknown(where: str, sent: Iterable[str], known: set[str]) -> None:
     raise Problem(422, "Unknown field", "; ".join(e["msg"] for e in errors), type="unknown-field", errors=errors)
 
 
+def _refuse_loose_values(request: Request, query: dict[str, dict]) -> None:
+    """A parameter the document gives one value must come once (`?method=a&method=b` is not one method), and an
+    integer must be written as one (pydantic would also read `5.0`, `+5` or `5_000`)."""
+    for name, schema in query.items():
+        values = request.query_params.getlist(name)
+        types = {schema.get("type"), *(branch.get("type") for branch in schema.get("anyOf", []))}
+        problem = None
+        if len(values) > 1 and "array" not in types:
+            problem = f"`{name}` is given {len(values)} times; it takes one value"
+        elif values and "integer" in types and not _INTEGER.fullmatch(values[0]):
+            problem = f"`{name}` must be an integer written in digits, not {values[0][:40]!r}"
+        if problem:
+            raise Problem(422, "Invalid request", problem, type="invalid-request",
+                          errors=[{"loc": ["query", name], "msg": problem, "type": "invalid_query_value"}])
+
+
 async def known_fields_only(request: Request) -> None:
     """422 for a query parameter or form field that the operation does not take (a misspelt `learngene=` must not
     silently fall back to a default). What an operation takes is what the OpenAPI document says it takes."""
@@ -82,8 +103,9 @@ async def known_fields_only(request: Request) -> None:
     operation = document.get("paths", {}).get(getattr(route, "path", ""), {}).get(request.method.lower())
     if operation is None:
         return
-    _refuse_unknown("query", request.query_params.keys(),
-                    {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"})
+    query = {p["name"]: p.get("schema", {}) for p in operation.get("parameters", []) if p.get("in") == "query"}
+    _refuse_unknown("query", request.query_params.keys(), set(query))
+    _refuse_loose_values(request, query)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         schema = operation.get("requestBody", {}).get("content", {}).get(content_type.split(";")[0].strip())

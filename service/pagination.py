@@ -35,13 +35,15 @@ def encode_cursor(last_id: int) -> str:
     return f"n{last_id}"
 
 
-def decode_cursor(cursor: str) -> int:
-    """The id a cursor names, capped at MAX_ID + 1 (no row has a larger id, and the database's INTEGER holds it)."""
+def decode_cursor(cursor: str) -> int | None:
+    """The id a cursor names; None past every id a row can have (the first page: PostgreSQL's INTEGER could not
+    even hold the number for the comparison)."""
     match = _CURSOR.fullmatch(cursor)
     if match is None:
         raise Problem(422, "Invalid cursor", f"cursor {cursor[:40]!r} is not one this service handed out: pass the "
                       "`next_cursor` of the previous page as it is", type="invalid-request")
-    return min(int(match.group(1)), MAX_ID + 1)
+    after = int(match.group(1))
+    return after if after <= MAX_ID else None
 
 
 def page_params(request: Request, limit: Annotated[int | None, Query(ge=1, description="rows per page")] = None,

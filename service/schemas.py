@@ -15,7 +15,10 @@ from learngene.model import PRESETS
 
 T = TypeVar("T")
 PRESET_NAMES = tuple(sorted(PRESETS))
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # collective names (and so every filter or path naming one)
+METHOD_PATTERN = r"^[A-Za-z0-9._-]+$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # free text: no control characters (PostgreSQL refuses NUL in text)
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NAME_PATTERN)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -111,7 +114,7 @@ class CollectivePublic(BaseModel):
 
 
 class TaskCreate(BaseModel):
-    name: str | None = Field(None, max_length=200, description="default: the uploaded file's name")
+    name: str | None = Field(None, max_length=200, pattern=TEXT_PATTERN, description="default: the uploaded file's name")
     collective: Name | None = Field(None, description="default: `default` (LEARNGENE_DEFAULT_COLLECTIVE)")
     epochs: int | None = Field(None, ge=1, le=1000)
     allow_duplicate: bool = Field(False, description="learn a file whose content already grew this collective again")

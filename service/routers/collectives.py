@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.auth import WRITE
 from service.db import SessionDep
+from service.deps import CollectiveName
 from service.models import Collective, Learngene, Task
 from service.problems import Problem, ProblemDetail, not_found
 from service.registry import collective_by_name
@@ -73,7 +74,7 @@ def list_collectives(session: SessionDep) -> list[CollectivePublic]:
 
 @router.get("/{name}", response_model=CollectivePublic, responses={404: {"model": ProblemDetail}},
             summary="Get a collective")
-def get_collective(name: str, session: SessionDep) -> CollectivePublic:
+def get_collective(name: CollectiveName, session: SessionDep) -> CollectivePublic:
     """One collective with every version: widths, parameters, label space, accuracy matrix, and the task and
     learngene of each."""
     c = collective_by_name(session, name)

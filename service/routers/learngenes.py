@@ -13,11 +13,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from service.deps import MAX_ID, RowId, SessionDep, StoreDep
+from service.deps import MAX_ID, CollectiveFilter, RowId, SessionDep, StoreDep
 from service.models import Collective, CollectiveVersion, Learngene, Task
 from service.pagination import PageDep, paginate
 from service.problems import ProblemDetail, not_found
-from service.schemas import LearngeneDetail, LearngenePublic, Lineage, Page
+from service.schemas import METHOD_PATTERN, LearngeneDetail, LearngenePublic, Lineage, Page
 from service.weights import weights_response
 
 router = APIRouter(prefix="/learngenes", tags=["learngenes"])
@@ -42,10 +42,10 @@ def learngene_public(row) -> LearngenePublic:
 @router.get("", response_model=Page[LearngenePublic], summary="List learngenes")
 def list_learngenes(
     session: SessionDep, page: PageDep,
-    collective: Annotated[str | None, Query(max_length=100)] = None,
+    collective: CollectiveFilter = None,
     collective_version: Annotated[int | None, Query(ge=1, le=MAX_ID,
                                                    description="a version number of the collective")] = None,
-    method: Annotated[str | None, Query(max_length=32)] = None,
+    method: Annotated[str | None, Query(max_length=32, pattern=METHOD_PATTERN)] = None,
     max_parameters: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> Page[LearngenePublic]:
     """The learngene catalog, newest first: one learngene per collective version, filtered by collective,

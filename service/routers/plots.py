@@ -21,7 +21,7 @@ from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import select
 
 from service import plots
-from service.deps import MAX_ID, RowId, SessionDep
+from service.deps import MAX_ID, CollectiveName, RowId, SessionDep
 from service.models import CollectiveVersion, Individual, Learngene
 from service.problems import ProblemDetail, not_found
 from service.registry import collective_by_name, get_or_404, task_names_by_version, task_names_up_to
@@ -98,7 +98,7 @@ def learngene_heatmap(learngene_id: RowId, session: SessionDep, request: Request
 
 @router.get("/collectives/{name}/versions/{number}/accuracy.png", response_class=Response,
             responses=PNG_RESPONSES, summary="Accuracy matrix of a version (PNG)")
-def version_accuracy(name: str, number: VersionNumber, session: SessionDep, request: Request) -> Response:
+def version_accuracy(name: CollectiveName, number: VersionNumber, session: SessionDep, request: Request) -> Response:
     """Accuracy on every task seen so far after each growth step, up to this version, as a PNG."""
     version = _version(session, name, number)
     args = dict(matrix=version.accuracy_matrix, task_names=task_names_up_to(session, version),
@@ -110,7 +110,7 @@ def version_accuracy(name: str, number: VersionNumber, session: SessionDep, requ
 
 @router.get("/collectives/{name}/parameters.png", response_class=Response, responses=PNG_RESPONSES,
             summary="Parameters per version (PNG)")
-def collective_parameters(name: str, session: SessionDep, request: Request) -> Response:
+def collective_parameters(name: CollectiveName, session: SessionDep, request: Request) -> Response:
     """How the collective grew: parameter count per version, as a PNG (revalidated: it changes as it grows)."""
     collective = collective_by_name(session, name)
     if collective is None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy import func, select
 
 from learngene.data import InputSpec
 from service.auth import WRITE
-from service.deps import EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
+from service.deps import CollectiveFilter, EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
 from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
 from service.models import Collective, CollectiveVersion, Job, JobKind, JobStatus, Learngene, Task
 from service.pagination import PageDep, paginate
@@ -107,7 +107,7 @@ def task_public(row) -> TaskPublic:
 
 
 @router.get("", response_model=Page[TaskPublic], summary="List tasks")
-def list_tasks(session: SessionDep, page: PageDep, collective: Annotated[str | None, Query(max_length=100)] = None,
+def list_tasks(session: SessionDep, page: PageDep, collective: CollectiveFilter = None,
                status: JobStatus | None = None) -> Page[TaskPublic]:
     """Uploaded tasks newest first, filtered by collective and status; pages of `limit` rows, `next_cursor` for
     the next."""

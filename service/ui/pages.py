@@ -12,6 +12,7 @@ Unknown ids and paths under /ui answer an HTML 404 page. Ids use Starlette's `in
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from service.models import Collective, CollectiveVersion, Individual, Job, JobSt
 from service.pagination import PageParams, decode_cursor, paginate
 from service.problems import Problem
 from service.registry import collective_by_name, head_version, task_names_up_to
+from service.schemas import METHOD_PATTERN, NAME_PATTERN
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
@@ -84,7 +86,7 @@ def _row(session, model: type, ident: int, what: str):
 
 
 def _collective(session, name: str) -> Collective:
-    collective = collective_by_name(session, name)
+    collective = collective_by_name(session, name) if re.fullmatch(NAME_PATTERN, name) else None
     if collective is None:
         raise PageNotFound(f"collective {name!r} does not exist")
     return collective
@@ -163,6 +165,9 @@ def version_page(name: str, number: int, request: Request, session: SessionDep) 
 @router.get("/ui/learngenes", response_class=HTMLResponse)
 def learngenes_page(request: Request, session: SessionDep, collective: str | None = None,
                     method: str | None = None) -> HTMLResponse:
+    for value, pattern in ((collective, NAME_PATTERN), (method, METHOD_PATTERN)):
+        if value and not re.fullmatch(pattern, value):  # no such name (and no NUL byte reaches PostgreSQL)
+            raise BadPageLink(f"{value[:40]!r} is not a collective or method name")
     stmt = _catalog_rows()
     if collective:
         stmt = stmt.where(Collective.name == collective)

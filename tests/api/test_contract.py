@@ -25,7 +25,7 @@ from .conftest import API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("LEARNGENE_CONTRACT_SEED", "1"))
-MAX_EXAMPLES = int(os.environ.get("LEARNGENE_CONTRACT_EXAMPLES", "8"))
+MAX_EXAMPLES = int(os.environ.get("LEARNGENE_CONTRACT_EXAMPLES", "30"))  # as in issue 15
 
 
 def _png(side: int = 20) -> bytes:
@@ -91,7 +91,8 @@ def run_schemathesis(app, files, seed: int, max_examples: int) -> tuple[int, lis
         if isinstance(event, events.ScenarioFinished):
             cases += len(event.recorder.cases)
             for checks in event.recorder.checks.values():
-                failures += [f"{event.recorder.label}: {c.name}: {c.failure_info.failure.title}"
+                failures += [f"{event.recorder.label}: {c.name}: {c.failure_info.failure.title}\n    "
+                             f"{c.failure_info.failure.message[:300]}\n    {c.failure_info.code_sample[:400]}"
                              for c in checks if c.status.name == "FAILURE" and c.failure_info]
         elif isinstance(event, (events.NonFatalError, events.FatalError)):
             failures.append(f"error: {getattr(event, 'value', None) or getattr(event, 'exception', None)}")
@@ -199,3 +200,14 @@ def _attribute_urls(html: str) -> list[str]:
     import re
 
     return re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html) + re.findall(r"""url:\s*'([^']+)'""", html)
+
+
+def test_names_in_paths_and_filters_are_patterns(api):
+    """A name no collective can have (a NUL byte: PostgreSQL refuses it in a query) is a 4xx, not a 500."""
+    for path in ("/collectives/%00", "/collectives/%00/parameters.png", "/tasks?collective=%00",
+                 "/learngenes?collective=%00", "/learngenes?method=%00", "/ui/collectives/%00",
+                 "/ui/learngenes?collective=%00"):
+        r = api.client.get(path)
+        assert 400 <= r.status_code < 500, (path, r.status_code)
+    r = api.client.post("/tasks", files={"file": ("t.npz", b"x")}, data={"name": "a\x00b"})
+    assert r.status_code == 422

@@ -152,7 +152,7 @@ def test_delete_an_individual_then_404_and_its_job_still_answers(grown, make_tas
     assert job.status_code == 200 and job.json()["result"]["individual_id"] == ind
     assert grown.client.get(f"/ui/jobs/{job_id}").status_code == 200
     assert grown.client.get(f"/ui/individuals/{ind}").status_code == 404
-    assert grown.client.get(f"/learngenes/1").status_code == 200  # the learngene stays
+    assert grown.client.get("/learngenes/1").status_code == 200  # the learngene stays
 
 
 def test_delete_keeps_weights_another_row_uses_and_needs_a_write_key(grown, make_task):
@@ -215,3 +215,11 @@ def test_the_curl_section_activates_the_environment_and_its_examples_can_work():
     assert "eval_file=@query.npz" in scratch and "seed=0" in scratch and "seed=0" in first  # comparable
     cancel = curl.split("5. Jobs can be cancelled")[1].split("# 6.")[0]
     assert "epochs=300" in cancel and "/jobs/$JOB/cancel" in cancel and "/jobs/5/cancel" not in curl
+
+
+def test_a_query_parameter_given_twice_or_loosely_written_is_refused(grown):
+    r = grown.client.get("/learngenes?method=a&method=gradient")
+    assert r.status_code == 422 and "`method` is given 2 times" in r.json()["detail"]
+    r = grown.client.get("/tasks", params={"limit": "5.0"})
+    assert r.status_code == 422 and "`limit` must be an integer written in digits" in r.json()["detail"]
+    assert grown.client.get("/tasks", params={"limit": "5"}).status_code == 200
