@@ -96,8 +96,9 @@ def _refuse_loose_values(request: Request, query: dict[str, dict]) -> None:
 
 
 async def known_fields_only(request: Request) -> None:
-    """422 for a query parameter or form field that the operation does not take (a misspelt `learngene=` must not
-    silently fall back to a default). What an operation takes is what the OpenAPI document says it takes."""
+    """422 for a query parameter, form field or JSON member that the operation does not take (a misspelt
+    `learngene=` must not silently fall back to a default). What an operation takes is what the OpenAPI
+    document says it takes."""
     document = request.app.openapi()
     route = request.scope.get("route")
     operation = document.get("paths", {}).get(getattr(route, "path", ""), {}).get(request.method.lower())
@@ -107,13 +108,21 @@ async def known_fields_only(request: Request) -> None:
     _refuse_unknown("query", request.query_params.keys(), set(query))
     _refuse_loose_values(request, query)
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    components = document.get("components", {}).get("schemas", {})
+    if content_type.startswith("application/json") and "requestBody" in operation:
+        try:
+            body = await request.json()  # the bytes FastAPI already read; malformed JSON is its 422
+        except ValueError:
+            return
+        schema = operation["requestBody"].get("content", {}).get("application/json", {}).get("schema", {})
+        if isinstance(body, dict):
+            _refuse_unknown("body", body.keys(), _property_names(schema, components))
+    elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         schema = operation.get("requestBody", {}).get("content", {}).get(content_type.split(";")[0].strip())
         if schema is None:  # the other form encoding: the document names one
             schema = next(iter(operation.get("requestBody", {}).get("content", {}).values()), {})
         form = await request.form()  # already parsed (and cached) by FastAPI before dependencies run
-        _refuse_unknown("form", form.keys(),
-                        _property_names(schema.get("schema", {}), document.get("components", {}).get("schemas", {})))
+        _refuse_unknown("form", form.keys(), _property_names(schema.get("schema", {}), components))
 
 
 KnownFieldsOnly = Depends(known_fields_only)

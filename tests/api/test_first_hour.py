@@ -223,3 +223,10 @@ def test_a_query_parameter_given_twice_or_loosely_written_is_refused(grown):
     r = grown.client.get("/tasks", params={"limit": "5.0"})
     assert r.status_code == 422 and "`limit` must be an integer written in digits" in r.json()["detail"]
     assert grown.client.get("/tasks", params={"limit": "5"}).status_code == 200
+
+
+def test_a_misspelt_json_member_is_refused_naming_the_closest(api):
+    r = api.client.post("/collectives", json={"name": "rgb", "channels": 3, "size": 32, "presets": "small"})
+    assert r.status_code == 422 and "unknown body field `presets`; did you mean `preset`?" in r.json()["detail"]
+    assert api.client.get("/collectives/rgb").status_code == 404
+    assert api.client.post("/collectives", json={"name": "rgb", "channels": 3, "size": 32}).status_code == 201
