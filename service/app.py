@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from service import ui
 from service.artifacts import ArtifactStore
 from service.db import make_engine, make_sessionmaker
-from service.deps import KnownFieldsOnly
 from service.jobs import Enqueue
+from service.known_fields import KnownFieldsOnly
 from service.openapi import contract_in_openapi, install_docs, package_version
 from service.predict import ModelCache
 from service.problems import ProblemDetail, install_problem_handlers, problems_in_openapi
