@@ -194,6 +194,11 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
                 results.setdefault(method, []).append(fn(net, sx, sy, qx, qy))
                 seconds[method] = seconds.get(method, 0.0) + time.perf_counter() - t0
                 params[method] = sum(p.numel() for b in net.blocks for p in b.parameters()) + ways * net.feature_dim
+            with open(Path(args.out) / "episodes.jsonl", "a") as f:  # kept as it goes: a crash loses no episode
+                f.write(json.dumps({"ways": ways, "shots": shots, "episode": episode, "auto": pick,
+                                    "accuracies": {m: v[-1] for m, v in results.items()}}) + "\n")
+            print(f"  {ways}-way {shots}-shot episode {episode + 1}: " + ", ".join(
+                f"{m.split(' (')[0][:12]} {v[-1]:.2f}" for m, v in results.items()), flush=True)
         trunk_params = sum(p.numel() for b in c.net.blocks for p in b.parameters())
         for method, accs in results.items():
             m, ci = mean_ci(accs)
@@ -208,11 +213,6 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
                 if method in (DEFAULT, AUTO) and other != method:
                     row.setdefault("paired", {})[other] = paired(accs, results[other])
             rows.append(row)
-            with open(Path(args.out) / "episodes.jsonl", "a") as f:  # kept as it goes: a crash loses no episode
-                f.write(json.dumps({"ways": ways, "shots": shots, "episode": episode, "auto": pick,
-                                    "accuracies": {m: v[-1] for m, v in results.items()}}) + "\n")
-            print(f"  {ways}-way {shots}-shot episode {episode + 1}: " + ", ".join(
-                f"{m.split(' (')[0][:12]} {v[-1]:.2f}" for m, v in results.items()), flush=True)
         print(f"{ways}-way {shots}-shot done", flush=True)
     return rows
 

@@ -17,6 +17,8 @@ from service.artifacts import ArtifactStore
 from service.db import make_engine, make_sessionmaker
 from service.jobs import Enqueue
 from service.observability import install_observability
+from service.known_fields import KnownFieldsOnly
+from service.openapi import contract_in_openapi, install_docs, package_version
 from service.predict import ModelCache
 from service.problems import ProblemDetail, install_problem_handlers, problems_in_openapi
 from service.queue import make_celery, send_job
@@ -40,7 +42,8 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
         yield
         engine.dispose()
 
-    app = FastAPI(title="Learngene service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+    app = FastAPI(title="Learngene service", version=package_version(), description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   responses={500: {"model": ProblemDetail, "description": "unexpected error (problem+json)"}})
     app.state.settings = settings
     app.state.engine = engine
@@ -55,8 +58,10 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     install_observability(app)  # outermost: every answer carries its request id
     install_problem_handlers(app)
     problems_in_openapi(app)
+    contract_in_openapi(app)
     # aliases before learngenes: /learngenes/aliases/... must not read as /learngenes/{id}/...
     for module in (health, collectives, tasks, aliases, learngenes, individuals, jobs, plots):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[KnownFieldsOnly])
+    install_docs(app)
     ui.install(app)
     return app

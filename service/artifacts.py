@@ -69,5 +69,5 @@ class ArtifactStore:
         return self.path(digest).exists()
 
     def delete(self, digest: str) -> None:
-        """Remove an artifact (only for cleaning up after a request that failed before any row used it)."""
+        """Remove an artifact no row uses (a failed request's upload, a deleted individual's weights)."""
         self.path(digest).unlink(missing_ok=True)

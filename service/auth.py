@@ -32,7 +32,9 @@ SCOPES = ("read", "write")
 TOKEN_PREFIX = "lgk_"
 REALM = 'Bearer realm="learngene"'
 
-bearer = HTTPBearer(auto_error=False, description="an API key: `python -m service keys create --scope write`")
+bearer = HTTPBearer(auto_error=False, description=(
+    "an API key, sent as `Authorization: Bearer <key>`. Make one with `learngene keys create --scope write` "
+    "(or `--scope read`), run with the same `LEARNGENE_DATA_DIR` as the service."))
 
 
 def hash_token(token: str) -> str:
@@ -79,6 +81,10 @@ def require(scope: str):
         if not settings.auth:
             return None
         if credentials is None:
+            sent = request.headers.get("authorization", "").strip()
+            if sent:  # a key without its scheme (or another scheme): say what is missing, never echo the value
+                raise _unauthorized("the Authorization header has no `Bearer` scheme: send "
+                                    "`Authorization: Bearer <key>` (the word Bearer, a space, then the key)")
             raise _unauthorized("this endpoint needs an API key: send `Authorization: Bearer <key>`")
         with request.app.state.sessions() as s:
             key = lookup(s, credentials.credentials)

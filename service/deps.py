@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from service.artifacts import ArtifactStore
 from service.db import SessionDep  # noqa: F401 - re-exported so routers import deps from one place
 from service.jobs import Enqueue
 from service.predict import ModelCache
+from service.schemas import NAME_PATTERN
 from service.settings import Settings
 
 
@@ -45,3 +46,5 @@ IdempotencyKey = Annotated[
 # anything larger cannot exist, so it is refused as a 422 instead of reaching the database.
 MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CollectiveName = Annotated[str, Path(max_length=100, pattern=NAME_PATTERN)]
+CollectiveFilter = Annotated[str | None, Query(max_length=100, pattern=NAME_PATTERN, description="a collective's name")]

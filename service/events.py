@@ -29,6 +29,19 @@ FINAL = frozenset({"succeeded", "failed", "cancelled"})
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no caching, no proxy buffering (nginx)
 
 
+# One event as the OpenAPI document describes it (OpenAPI 3.1: a text/event-stream `schema` is one event).
+JOB_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "1, 2, 3, ... within one stream"},
+        "event": {"type": "string", "enum": ["status", "progress", "end"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"$ref": "#/components/schemas/JobPublic"}, "description": "the job, as JSON"},
+    },
+}
+
+
 class EventStream(StreamingResponse):
     """A `text/event-stream` response (also what the OpenAPI document declares for the route)."""
 

@@ -100,6 +100,7 @@ def job_public(job: Job) -> JobPublic:
     return JobPublic(
         id=job.id,
         kind=JobKind(job.kind).value,
+        task_id=job.task_id,
         status=JobStatus(job.status).value,
         progress=JobProgress(**(job.progress or {})),
         error=job.error,

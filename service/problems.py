@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -85,12 +86,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         plain = isinstance(exc.detail, str) and exc.detail != HTTPStatus(exc.status_code).phrase
         detail = exc.detail if plain else None
-        return problem_response(request, Problem(exc.status_code, detail=detail, headers=getattr(exc, "headers", None)))
+        headers = getattr(exc, "headers", None)
+        allowed = allowed_methods(request) if exc.status_code == 405 else None
+        if allowed:  # Starlette names the methods of the first route on the path only
+            headers = {**(headers or {}), "Allow": allowed}
+            detail = f"{request.method} is not allowed on {request.url.path}; it takes {allowed}"
+        return problem_response(request, Problem(exc.status_code, detail=detail, headers=headers))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": _message(e), "type": e.get("type", "")} for e in exc.errors()
         ]
         detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:] or e['loc']))}: {e['msg']}" for e in errors)
         return problem_response(
@@ -102,6 +108,26 @@ def install_problem_handlers(app: FastAPI) -> None:
         # Log the trace for operators; the client learns only that it was our fault.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(request, Problem(500, detail="an unexpected error occurred; it has been logged"))
+
+
+def _message(error: dict[str, Any]) -> str:
+    """A validation error's message, rewritten where pydantic's would puzzle a user."""
+    loc, msg = error.get("loc", ()), error.get("msg", "")
+    if len(loc) == 2 and loc[0] == "body" and "UploadFile" in msg and isinstance(error.get("input"), str):
+        # `curl -F file=task1.npz` sends the text "task1.npz", not the file.
+        return (f"field `{loc[1]}` must be a file upload, not the text {error['input'][:60]!r}; with curl use "
+                f"-F {loc[1]}=@{error['input'][:60]}")
+    return msg
+
+
+def allowed_methods(request: Request) -> str | None:
+    """The methods the OpenAPI document gives this request's path (for the `Allow` of a 405), or None when
+    the path is not in the document (the dashboard's pages)."""
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods = [m.upper() for m in operations]
+            return ", ".join(sorted({*methods, *(["HEAD"] if "GET" in methods else [])}))
+    return None
 
 
 def problems_in_openapi(app: FastAPI) -> None:

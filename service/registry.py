@@ -66,7 +66,8 @@ def artifact_in_use(session: Session, digest: str) -> bool:
         session.scalar(
             select(
                 exists().where(Task.sha256 == digest)
-                | exists().where(or_(Individual.support_sha256 == digest, Individual.eval_sha256 == digest))
+                | exists().where(or_(Individual.support_sha256 == digest, Individual.eval_sha256 == digest,
+                                     Individual.weights_sha256 == digest))
                 | exists().where(Learngene.weights_sha256 == digest)
                 | exists().where(CollectiveVersion.weights_sha256 == digest)
             )

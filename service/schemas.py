@@ -9,10 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from learngene.model import PRESETS
 
 T = TypeVar("T")
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+PRESET_NAMES = tuple(sorted(PRESETS))
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # collective names (and so every filter or path naming one)
+METHOD_PATTERN = r"^[A-Za-z0-9._-]+$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # free text: no control characters (PostgreSQL refuses NUL in text)
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NAME_PATTERN)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -37,6 +43,7 @@ class JobProgress(BaseModel):
 class JobPublic(BaseModel):
     id: int
     kind: Literal["task", "individual"]
+    task_id: int | None = Field(None, description="the task this job learns (task jobs); null for individual jobs")
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     progress: JobProgress
     error: str | None = None
@@ -52,14 +59,32 @@ class JobPublic(BaseModel):
     finished_at: datetime | None = None
 
 
+class TaskJobPublic(JobPublic):
+    """The job of a task upload: it always names its task."""
+
+    task_id: int
+
+
 # Collectives and tasks ----------------------------------------------------------------------------
 
 
 class CollectiveCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: Any) -> Any:
+        # pydantic reads `false` as 0 for an int; JSON Schema's integer does not include booleans.
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, bool):
+                    raise ValueError(f"{key}: a boolean is not a number")
+        return data
+
     name: Name
     channels: Literal[1, 3]
     size: int = Field(ge=8, le=512)
-    preset: str = Field("small", max_length=32)
+    preset: Literal[PRESET_NAMES] = Field("small", description="the network's starting widths")
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
@@ -89,9 +114,10 @@ class CollectivePublic(BaseModel):
 
 
 class TaskCreate(BaseModel):
-    name: str | None = Field(None, max_length=200, description="default: the uploaded file's name")
+    name: str | None = Field(None, max_length=200, pattern=TEXT_PATTERN, description="default: the uploaded file's name")
     collective: Name | None = Field(None, description="default: `default` (LEARNGENE_DEFAULT_COLLECTIVE)")
     epochs: int | None = Field(None, ge=1, le=1000)
+    allow_duplicate: bool = Field(False, description="learn a file whose content already grew this collective again")
 
 
 class TaskPublic(BaseModel):
@@ -178,10 +204,18 @@ class IndividualCreate(BaseModel):
     anchor: float = Field(0.0, ge=0, le=1e6, description="penalty keeping inherited weights near their start")
 
 
+class VersionRef(BaseModel):
+    collective: str
+    number: int
+
+
 class IndividualPublic(BaseModel):
     id: int
-    learngene_id: int
+    learngene_id: int | None = Field(description="the learngene it inherits; null for `scratch` (nothing inherited)")
     init: str
+    based_on_collective_version: VersionRef | None = Field(
+        None, description="`scratch` only: the collective version whose learngene's network shape it copies, "
+                          "for comparison with learngene-initialised models")
     classes: list[str]
     shots: dict[str, int]
     parameters: int
@@ -200,8 +234,18 @@ class Prediction(BaseModel):
     unknown: bool
 
 
+class Conversion(BaseModel):
+    from_: list[int] = Field(alias="from", description="the images' [height, width, channels] as sent")
+    to: list[int] = Field(description="what the model takes: [size, size, channels]")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
 class PredictionsPublic(BaseModel):
     predictions: list[Prediction]
+    conversion: Conversion | None = Field(
+        description="how the images were converted to the model's input (docs/service.md, \"Image conversion\"); "
+                    "null when they already had its size and channels")
 
 
 # Health ------------------------------------------------------------------------------------------

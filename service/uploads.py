@@ -17,6 +17,11 @@ from service.problems import PROBLEM_JSON, Problem
 from service.settings import Settings
 
 CHUNK = 1 << 20
+# What the file fields take, for the OpenAPI document and the error messages.
+DATASET_FILE = ("a labelled dataset: an .npz with `x` (N, H, W[, C] uint8) and `y` (labels), or a .zip of "
+                "`class_name/image` files; not empty")
+IMAGE_FORMATS = "PNG, JPEG, GIF, BMP, TIFF or WebP"
+IMAGES_FILE = f"images to classify: an .npz with `x` (N, H, W[, C] uint8), or one image ({IMAGE_FORMATS}); not empty"
 
 
 def limits(settings: Settings) -> Limits:
@@ -48,14 +53,35 @@ def parse_dataset(data: bytes, filename: str | None, settings: Settings, what: s
         raise Problem(422, "Invalid dataset", f"{what}: {e}", type="invalid-dataset") from e
 
 
-def parse_images(data: bytes, settings: Settings) -> np.ndarray:
+def parse_images(data: bytes, filename: str | None, settings: Settings) -> np.ndarray:
     """An `.npz` with `x`, or one encoded image → uint8 (N, H, W, C)."""
+    name = repr(filename) if filename else "the uploaded file"
+    if not data:
+        raise Problem(422, "Invalid images", f"{name} is empty", type="invalid-images")
+    if data[:4] != b"PK\x03\x04" and not _looks_like_image(data):
+        raise Problem(422, "Invalid images", f"{name} is neither an .npz with an `x` array nor an image: send an "
+                      f".npz or one image file ({IMAGE_FORMATS})", type="invalid-images")
     try:
         if data[:4] == b"PK\x03\x04":
             return load_images_npz(data, limits(settings))
         return decode_image(data, limits(settings))[None]
     except DatasetError as e:
-        raise Problem(422, "Invalid images", str(e), type="invalid-images") from e
+        raise Problem(422, "Invalid images", f"{name}: {e}", type="invalid-images") from e
+
+
+def _looks_like_image(data: bytes) -> bool:
+    """Whether Pillow recognises the format (without decoding): the error can then say what was sent."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+    except Image.DecompressionBombError:
+        return True  # an image; decode_image says it is too large
 
 
 class BodyLimit:

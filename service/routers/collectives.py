@@ -10,9 +10,9 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from learngene import PRESETS
 from service.auth import WRITE
 from service.db import SessionDep
+from service.deps import CollectiveName
 from service.models import Collective, Learngene, Task
 from service.problems import Problem, ProblemDetail, not_found
 from service.registry import collective_by_name
@@ -44,13 +44,13 @@ def collective_public(session, c: Collective, with_versions: bool = True) -> Col
     return out
 
 
-@router.post("", status_code=201, response_model=CollectivePublic, dependencies=[WRITE],
+@router.post("", status_code=201, response_model=CollectivePublic, dependencies=[WRITE], summary="Create a collective",
              responses={401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}, 409: {"model": ProblemDetail},
                         422: {"model": ProblemDetail}})
 def create_collective(body: CollectiveCreate, session: SessionDep, response: Response) -> CollectivePublic:
-    if body.preset not in PRESETS:
-        raise Problem(422, "Unknown preset", f"preset {body.preset!r} is not one of {', '.join(sorted(PRESETS))}",
-                      type="invalid-request")
+    """Fix a collective's input spec (channels, image size) and starting preset before its first task. Without
+    this, the first `POST /tasks` naming a new collective creates it from the uploaded data. Needs a write key;
+    409 if the name is taken."""
     exists = Problem(409, "Collective exists", f"a collective named {body.name!r} already exists",
                      type="collective-exists")
     if collective_by_name(session, body.name) is not None:
@@ -65,14 +65,18 @@ def create_collective(body: CollectiveCreate, session: SessionDep, response: Res
     return collective_public(session, c)
 
 
-@router.get("", response_model=list[CollectivePublic])
+@router.get("", response_model=list[CollectivePublic], summary="List collectives")
 def list_collectives(session: SessionDep) -> list[CollectivePublic]:
+    """Every collective, oldest first, with its head version number (without the versions themselves)."""
     rows = session.scalars(select(Collective).order_by(Collective.id)).all()
     return [collective_public(session, c, with_versions=False) for c in rows]
 
 
-@router.get("/{name}", response_model=CollectivePublic, responses={404: {"model": ProblemDetail}})
-def get_collective(name: str, session: SessionDep) -> CollectivePublic:
+@router.get("/{name}", response_model=CollectivePublic, responses={404: {"model": ProblemDetail}},
+            summary="Get a collective")
+def get_collective(name: CollectiveName, session: SessionDep) -> CollectivePublic:
+    """One collective with every version: widths, parameters, label space, accuracy matrix, and the task and
+    learngene of each."""
     c = collective_by_name(session, name)
     if c is None:
         raise not_found("collective", repr(name))

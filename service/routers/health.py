@@ -18,13 +18,16 @@ from service.schemas import Readiness
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness")
 def healthz() -> dict[str, str]:
+    """200 while the process serves requests; checks nothing else."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}}, summary="Readiness")
 def readyz(request: Request, session: SessionDep) -> JSONResponse:
+    """200 when the database, the broker and at least one worker answer; 503 with the failing checks named
+    otherwise (a load balancer's readiness probe)."""
     settings = request.app.state.settings
     checks: dict[str, str] = {}
     workers = 0

@@ -5,6 +5,7 @@
     GET  /individuals/{id}               learngene_id, init, classes, parameters, metrics
     POST /individuals/{id}/predictions   multipart file: an .npz with x, or one image
     GET  /individuals/{id}/weights       safetensors bytes
+    DELETE /individuals/{id}             the row, and its weights when nothing else uses them
 
     curl -F file=@support.npz -F init=learngene http://127.0.0.1:8000/individuals
     curl -F file=@digit.png http://127.0.0.1:8000/individuals/1/predictions
@@ -22,9 +23,10 @@ from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads
 from service.models import Individual, Job, JobKind, Learngene
 from service.pagination import PageDep, paginate
 from service.problems import Problem, ProblemDetail
-from service.registry import get_or_404, newest_learngene
-from service.schemas import IndividualCreate, IndividualPublic, JobPublic, Page, PredictionsPublic
-from service.uploads import parse_dataset, parse_images, read_upload
+from service.registry import artifact_in_use, get_or_404, newest_learngene
+from service.schemas import (Conversion, IndividualCreate, IndividualPublic, JobPublic, Page, PredictionsPublic,
+                             VersionRef)
+from service.uploads import DATASET_FILE, IMAGES_FILE, parse_dataset, parse_images, read_upload
 from service.cards import CardQuery, card_response, individual_card
 from service.onnx_export import onnx_bytes
 from service.routers.aliases import resolve_alias
@@ -35,14 +37,22 @@ ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE])
+@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE],
+             summary="Order an individual model")
 def create_individual(
     form: Annotated[IndividualCreate, Form()],
-    file: Annotated[UploadFile, File(description="labelled support set: .npz or .zip")],
+    file: Annotated[UploadFile, File(description=f"the support set, {DATASET_FILE}")],
     session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep, response: Response,
-    eval_file: Annotated[UploadFile | None, File(description="optional labelled query set")] = None,
+    eval_file: Annotated[UploadFile | None, File(description=f"optional held-out query set, {DATASET_FILE}")] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
+    """Build a few-shot model from a small labelled support set and a learngene (the newest unless
+    `learngene_id` or `learngene_alias` says). `init=auto` (default) returns the best of the others for this
+    support set, chosen by cross-validation over its shots and recorded in `metrics.auto`; `init=learngene`
+    trains the small net built on the learngene; `init=scratch` the same shape from random weights (the
+    comparison); `init=instant` needs no training (the collective's features and a prototype head). With
+    `eval_file` the job also reports held-out accuracy. 202 with the job; its result names the individual.
+    Needs a write key."""
     if (earlier := find_by_key(session, JobKind.individual, idempotency_key)) is not None:
         return accepted(response, earlier)
     support_bytes = read_upload(file, settings)
@@ -81,52 +91,88 @@ def _learngene_for(session, learngene_id: int | None, alias: str | None = None) 
         return newest
     found = session.get(Learngene, learngene_id)
     if found is None:
-        raise Problem(422, "Unknown learngene", f"learngene {learngene_id} does not exist", type="unknown-learngene")
+        raise Problem(404, "Unknown learngene", f"learngene {learngene_id} does not exist", type="unknown-learngene")
     return found
 
 
 def individual_public(ind: Individual) -> IndividualPublic:
+    # A scratch model inherits nothing: it names the collective version whose network shape it copies instead,
+    # so it is not counted among the learngene's offspring (its row keeps the learngene, for that shape).
+    scratch = ind.init == "scratch"
+    version = ind.learngene.collective_version
+    links = {"self": f"/individuals/{ind.id}", "predictions": f"/individuals/{ind.id}/predictions",
+             "weights": f"/individuals/{ind.id}/weights", "card": f"/individuals/{ind.id}/card",
+             "onnx": f"/individuals/{ind.id}/model.onnx"}
+    if not scratch:
+        links["learngene"] = f"/learngenes/{ind.learngene_id}"
     return IndividualPublic(
-        id=ind.id, learngene_id=ind.learngene_id, init=ind.init, classes=ind.classes, shots=ind.shots,
-        parameters=ind.parameters, metrics=ind.metrics, options=ind.options, channels=ind.channels, size=ind.size,
-        sha256=ind.weights_sha256, created_at=ind.created_at,
-        links={"self": f"/individuals/{ind.id}", "predictions": f"/individuals/{ind.id}/predictions",
-               "weights": f"/individuals/{ind.id}/weights", "learngene": f"/learngenes/{ind.learngene_id}",
-               "card": f"/individuals/{ind.id}/card", "onnx": f"/individuals/{ind.id}/model.onnx"},
+        id=ind.id, learngene_id=None if scratch else ind.learngene_id, init=ind.init,
+        based_on_collective_version=VersionRef(collective=version.collective.name, number=version.number)
+        if scratch else None,
+        classes=ind.classes, shots=ind.shots, parameters=ind.parameters, metrics=ind.metrics, options=ind.options,
+        channels=ind.channels, size=ind.size, sha256=ind.weights_sha256, created_at=ind.created_at, links=links,
     )
 
 
-
-@router.get("", response_model=Page[IndividualPublic])
+@router.get("", response_model=Page[IndividualPublic], summary="List individuals")
 def list_individuals(session: SessionDep, page: PageDep,
-                     learngene_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Page[IndividualPublic]:
+                     learngene_id: Annotated[int | None, Query(ge=1, le=MAX_ID,
+                                                              description="built from this learngene")] = None,
+                     ) -> Page[IndividualPublic]:
+    """Individual models newest first; `learngene_id` keeps those built from that learngene (scratch models
+    inherit nothing and are not among them); pages of `limit` rows, `next_cursor` for the next."""
     stmt = select(Individual)
     if learngene_id is not None:
-        stmt = stmt.where(Individual.learngene_id == learngene_id)
+        stmt = stmt.where(Individual.learngene_id == learngene_id, Individual.init != "scratch")
     rows, cursor = paginate(session, stmt, Individual.id, page)
     return Page[IndividualPublic](items=[individual_public(r[0]) for r in rows], limit=page.limit, next_cursor=cursor)
 
 
-@router.get("/{individual_id}", response_model=IndividualPublic, responses={404: {"model": ProblemDetail}})
+@router.get("/{individual_id}", response_model=IndividualPublic, responses={404: {"model": ProblemDetail}},
+            summary="Get an individual")
 def get_individual(individual_id: RowId, session: SessionDep) -> IndividualPublic:
+    """Its learngene (or, for `scratch`, the version whose shape it copies), classes and shots, training
+    options, metrics (per-epoch history, held-out accuracy) and links."""
     return individual_public(get_or_404(session, Individual, individual_id, "individual"))
 
 
+@router.delete("/{individual_id}", status_code=204, response_class=Response, dependencies=[WRITE],
+               summary="Delete an individual",
+               responses={code: {"model": ProblemDetail} for code in (401, 403, 404)})
+def delete_individual(individual_id: RowId, session: SessionDep, store: StoreDep) -> Response:
+    """Delete the model and its weights file (kept while another row uses the same bytes). Its job stays, and
+    its result still names the id, which now answers 404. Needs a write key."""
+    ind = get_or_404(session, Individual, individual_id, "individual")
+    digest = ind.weights_sha256
+    session.delete(ind)
+    session.commit()
+    if not artifact_in_use(session, digest):
+        store.delete(digest)
+    return Response(status_code=204)
+
+
 @router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=AUTH_ERRORS,
-             dependencies=[READ])
-def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
+             dependencies=[READ], summary="Classify images")
+def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=IMAGES_FILE)],
             session: SessionDep, settings: SettingsDep, models: ModelsDep) -> PredictionsPublic:
+    """Label, class probabilities and an `unknown` flag per image. Images of another size or channel count are
+    converted to the model's input, and `conversion` says from what to what (null when none was needed).
+    Any valid key (read or write)."""
     ind = get_or_404(session, Individual, individual_id, "individual")
     session.close()  # free the connection while the model runs
-    images = parse_images(read_upload(file, settings), settings)
-    return PredictionsPublic(predictions=models.get(ind.weights_sha256).predict(images))
+    images = parse_images(read_upload(file, settings), file.filename, settings)
+    sent, takes = list(images.shape[1:]), [ind.size, ind.size, ind.channels]
+    return PredictionsPublic(predictions=models.get(ind.weights_sha256).predict(images),
+                             conversion=Conversion(from_=sent, to=takes) if sent != takes else None)
 
 
-@router.get("/{individual_id}/weights", response_class=Response, responses={
-    200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, 404: {"model": ProblemDetail}})
+@router.get("/{individual_id}/weights", response_class=Response, summary="Download an individual's weights",
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "safetensors"},
+                       404: {"model": ProblemDetail}})
 def get_individual_weights(individual_id: RowId, session: SessionDep, store: StoreDep, request: Request,
                            card: CardQuery = False) -> Response:
-    """The weights as stored; with ?card=true the model card's metadata is added to the safetensors header."""
+    """The whole model as a safetensors file, with an ETag (the sha256) for conditional requests; with
+    ?card=true the model card's metadata is added to the safetensors header."""
     ind = get_or_404(session, Individual, individual_id, "individual")
     meta = individual_card(session, store, ind).metadata if card else None
     return weights_response(store, ind.weights_sha256, f"individual-{ind.id}.safetensors", request, card=meta)
@@ -134,7 +180,7 @@ def get_individual_weights(individual_id: RowId, session: SessionDep, store: Sto
 
 @router.get("/{individual_id}/card", response_class=Response, responses={
     200: {"content": {"text/markdown": {}}, "description": "model card: Markdown with YAML front matter"},
-    404: {"model": ProblemDetail}})
+    404: {"model": ProblemDetail}}, summary="An individual's model card")
 def get_individual_card(individual_id: RowId, session: SessionDep, store: StoreDep) -> Response:
     """The individual's model card: its learngene (base model) and that learngene's lineage, classes and shots,
     training options, metrics with their protocol, parameters, input, library versions, sha256."""
@@ -143,7 +189,8 @@ def get_individual_card(individual_id: RowId, session: SessionDep, store: StoreD
 
 
 @router.get("/{individual_id}/model.onnx", response_class=Response, responses={
-    200: {"content": {"application/octet-stream": {}}, "description": "ONNX model"}, 404: {"model": ProblemDetail}})
+    200: {"content": {"application/octet-stream": {}}, "description": "ONNX model"}, 404: {"model": ProblemDetail}},
+    summary="Download an individual as ONNX")
 def get_individual_onnx(individual_id: RowId, session: SessionDep, store: StoreDep) -> Response:
     """The individual as ONNX: input `images` float32 (N, C, S, S) = uint8/127.5 - 1 after conversion to its
     input spec, dynamic N; output `probabilities` (N, classes, softmax included); metadata_props class_names

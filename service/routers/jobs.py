@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from service.auth import WRITE
 from service.deps import RowId, SessionDep, SettingsDep
-from service.events import HEADERS, EventStream, job_events
+from service.events import HEADERS, JOB_EVENT_SCHEMA, EventStream, job_events
 from service.jobs import cancel, job_public
 from service.models import Job, JobKind, JobStatus
 from service.pagination import PageDep, paginate
@@ -28,9 +28,10 @@ from service.schemas import JobPublic, Page
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
-@router.get("", response_model=Page[JobPublic])
+@router.get("", response_model=Page[JobPublic], summary="List jobs")
 def list_jobs(session: SessionDep, page: PageDep, status: JobStatus | None = None,
               kind: JobKind | None = None) -> Page[JobPublic]:
+    """Jobs newest first, filtered by status and kind; pages of `limit` rows, `next_cursor` for the next."""
     stmt = select(Job)
     if status is not None:
         stmt = stmt.where(Job.status == status)
@@ -40,8 +41,10 @@ def list_jobs(session: SessionDep, page: PageDep, status: JobStatus | None = Non
     return Page[JobPublic](items=[job_public(r[0]) for r in rows], limit=page.limit, next_cursor=cursor)
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses={404: {"model": ProblemDetail}})
+@router.get("/{job_id}", response_model=JobPublic, responses={404: {"model": ProblemDetail}}, summary="Get a job")
 def get_job(job_id: RowId, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
+    """Status, progress (stage, epoch, loss, fraction), error, result ids and links. While the job is queued
+    or running the answer carries `Retry-After`: poll no faster (or follow `/jobs/{id}/events`)."""
     job = get_or_404(session, Job, job_id, "job")
     if not JobStatus(job.status).final:
         response.headers["Retry-After"] = str(settings.retry_after_s)
@@ -49,18 +52,23 @@ def get_job(job_id: RowId, session: SessionDep, settings: SettingsDep, response:
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic, dependencies=[WRITE],
+             summary="Cancel a job",
              responses={401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}, 404: {"model": ProblemDetail},
                         409: {"model": ProblemDetail}})
 def cancel_job(job_id: RowId, session: SessionDep) -> JobPublic:
+    """A queued job is cancelled at once; a running one is asked to stop and its worker ends it at its next
+    check (`cancel_requested: true` until then). 409 when the job has already finished. Needs a write key."""
     return job_public(cancel(session, get_or_404(session, Job, job_id, "job")))
 
 
-@router.get("/{job_id}/events", response_class=EventStream, responses={
-    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+@router.get("/{job_id}/events", response_class=EventStream, summary="Follow a job (server-sent events)", responses={
+    200: {"content": {"text/event-stream": {"schema": JOB_EVENT_SCHEMA}},
           "description": "server-sent events `status`, `progress` and, once the job is final, `end`; each `data:` "
                          "is the job (JobPublic JSON), each event has an incrementing `id:`"},
     404: {"model": ProblemDetail}})
 async def job_events_stream(job_id: RowId, request: Request, settings: SettingsDep) -> EventStream:
+    """A `text/event-stream` of the job: its state on connect, then each change of status or progress, then
+    `end` and the stream closes. Lighter than polling `GET /jobs/{id}`; `curl -N` shows it live."""
     sessions = request.app.state.sessions
 
     def load() -> JobPublic | None:

@@ -13,11 +13,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from service.deps import MAX_ID, RowId, SessionDep, StoreDep
+from service.deps import MAX_ID, CollectiveFilter, RowId, SessionDep, StoreDep
 from service.models import Collective, CollectiveVersion, Learngene, Task
 from service.pagination import PageDep, paginate
 from service.problems import ProblemDetail, not_found
-from service.schemas import LearngeneDetail, LearngenePublic, Lineage, Page
+from service.schemas import METHOD_PATTERN, LearngeneDetail, LearngenePublic, Lineage, Page
 from service.cards import CardQuery, card_response, learngene_card
 from service.routers.aliases import aliases_of
 from service.weights import weights_response
@@ -41,15 +41,17 @@ def learngene_public(row, aliases: list[str] | None = None) -> LearngenePublic:
     )
 
 
-@router.get("", response_model=Page[LearngenePublic])
+@router.get("", response_model=Page[LearngenePublic], summary="List learngenes")
 def list_learngenes(
     session: SessionDep, page: PageDep,
-    collective: Annotated[str | None, Query(max_length=100)] = None,
+    collective: CollectiveFilter = None,
     collective_version: Annotated[int | None, Query(ge=1, le=MAX_ID,
                                                    description="a version number of the collective")] = None,
-    method: Annotated[str | None, Query(max_length=32)] = None,
+    method: Annotated[str | None, Query(max_length=32, pattern=METHOD_PATTERN)] = None,
     max_parameters: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> Page[LearngenePublic]:
+    """The learngene catalog, newest first: one learngene per collective version, filtered by collective,
+    version, extraction method or size; pages of `limit` rows, `next_cursor` for the next."""
     stmt = _rows()
     if collective is not None:
         stmt = stmt.where(Collective.name == collective)
@@ -72,8 +74,10 @@ def _get(session, learngene_id: int):
     return row
 
 
-@router.get("/{learngene_id}", response_model=LearngeneDetail, responses=NOT_FOUND)
+@router.get("/{learngene_id}", response_model=LearngeneDetail, responses=NOT_FOUND, summary="Get a learngene")
 def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
+    """Which layers were kept and why: per-layer stability scores, gradient statistics, the candidates
+    compared, and the lineage (collective version, parent, the task that made it)."""
     row = _get(session, learngene_id)
     lg, collective, number = row
     version = lg.collective_version
@@ -92,11 +96,13 @@ def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
 
 
 @router.get("/{learngene_id}/weights", response_class=Response, responses={
-    200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, **NOT_FOUND})
+    200: {"content": {"application/octet-stream": {}}, "description": "safetensors"}, **NOT_FOUND},
+            summary="Download a learngene's weights")
 def get_learngene_weights(learngene_id: RowId, session: SessionDep, store: StoreDep, request: Request,
                           card: CardQuery = False) -> Response:
-    """The weights as stored (content-addressed: sha256 and ETag are the artifact's); with ?card=true the
-    model card's metadata is added to the safetensors header (`model_card`), as `learngene download` saves it."""
+    """The inherited layers as a safetensors file, with an ETag (the sha256) for conditional requests; with
+    ?card=true the model card's metadata is added to the safetensors header (`model_card`), as `learngene
+    download` saves it."""
     lg = _get(session, learngene_id)[0]
     meta = learngene_card(session, store, lg).metadata if card else None
     return weights_response(store, lg.weights_sha256, f"learngene-{lg.id}.safetensors", request, card=meta)
@@ -104,7 +110,7 @@ def get_learngene_weights(learngene_id: RowId, session: SessionDep, store: Store
 
 @router.get("/{learngene_id}/card", response_class=Response, responses={
     200: {"content": {"text/markdown": {}}, "description": "model card: Markdown with YAML front matter"},
-    **NOT_FOUND})
+    **NOT_FOUND}, summary="A learngene's model card")
 def get_learngene_card(learngene_id: RowId, session: SessionDep, store: StoreDep) -> Response:
     """The learngene's model card: base model (its collective version), tasks seen, the collective's training
     recipe, metrics with their protocol, parameters, input, library versions, sha256 of the weights."""

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import select
 
 from service import plots
-from service.deps import MAX_ID, RowId, SessionDep
+from service.deps import MAX_ID, CollectiveName, RowId, SessionDep
 from service.models import CollectiveVersion, Individual, Learngene
 from service.problems import ProblemDetail, not_found
 from service.registry import collective_by_name, get_or_404, task_names_by_version, task_names_up_to
@@ -81,8 +81,11 @@ def _version(session, name: str, number: int) -> CollectiveVersion:
     return version
 
 
-@router.get("/learngenes/{learngene_id}/heatmap.png", response_class=Response, responses=PNG_RESPONSES)
+@router.get("/learngenes/{learngene_id}/heatmap.png", response_class=Response, responses=PNG_RESPONSES,
+            summary="Learngene heatmap (PNG)")
 def learngene_heatmap(learngene_id: RowId, session: SessionDep, request: Request) -> Response:
+    """Gradient statistics per layer and task, the chosen block and the stability scores, as a PNG (ETag,
+    cached a day: the row never changes)."""
     lg = get_or_404(session, Learngene, learngene_id, "learngene")
     version = lg.collective_version
     stats = lg.grad_stats or {}
@@ -94,8 +97,9 @@ def learngene_heatmap(learngene_id: RowId, session: SessionDep, request: Request
 
 
 @router.get("/collectives/{name}/versions/{number}/accuracy.png", response_class=Response,
-            responses=PNG_RESPONSES)
-def version_accuracy(name: str, number: VersionNumber, session: SessionDep, request: Request) -> Response:
+            responses=PNG_RESPONSES, summary="Accuracy matrix of a version (PNG)")
+def version_accuracy(name: CollectiveName, number: VersionNumber, session: SessionDep, request: Request) -> Response:
+    """Accuracy on every task seen so far after each growth step, up to this version, as a PNG."""
     version = _version(session, name, number)
     args = dict(matrix=version.accuracy_matrix, task_names=task_names_up_to(session, version),
                 title=f"accuracy matrix: {name} v{number}")
@@ -104,8 +108,10 @@ def version_accuracy(name: str, number: VersionNumber, session: SessionDep, requ
                 lambda: plots.accuracy_matrix(**args), IMMUTABLE)
 
 
-@router.get("/collectives/{name}/parameters.png", response_class=Response, responses=PNG_RESPONSES)
-def collective_parameters(name: str, session: SessionDep, request: Request) -> Response:
+@router.get("/collectives/{name}/parameters.png", response_class=Response, responses=PNG_RESPONSES,
+            summary="Parameters per version (PNG)")
+def collective_parameters(name: CollectiveName, session: SessionDep, request: Request) -> Response:
+    """How the collective grew: parameter count per version, as a PNG (revalidated: it changes as it grows)."""
     collective = collective_by_name(session, name)
     if collective is None:
         raise not_found("collective", repr(name))
@@ -119,11 +125,14 @@ def collective_parameters(name: str, session: SessionDep, request: Request) -> R
                 REVALIDATE)
 
 
-@router.get("/individuals/{individual_id}/curve.png", response_class=Response, responses=PNG_RESPONSES)
+@router.get("/individuals/{individual_id}/curve.png", response_class=Response, responses=PNG_RESPONSES,
+            summary="Training curve of an individual (PNG)")
 def individual_curve(individual_id: RowId, session: SessionDep, request: Request) -> Response:
+    """Loss and accuracy per epoch of an individual's training, and its held-out accuracy, as a PNG."""
     ind = get_or_404(session, Individual, individual_id, "individual")
     metrics = ind.metrics or {}
     args = dict(history=metrics.get("history") or [], eval_accuracy=metrics.get("eval_accuracy"),
-                title=f"individual {ind.id}: {len(ind.classes)}-way, learngene {ind.learngene_id} ({ind.init})")
+                title=f"individual {ind.id}: {len(ind.classes)}-way, "
+                      + ("scratch" if ind.init == "scratch" else f"learngene {ind.learngene_id}"))
     session.close()
     return _png(request, f"curve:{ind.id}:{ind.weights_sha256}", lambda: plots.training_curve(**args), IMMUTABLE)

@@ -8,36 +8,44 @@
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy import func, select
 
 from learngene.data import InputSpec
 from service.auth import WRITE
-from service.deps import EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
+from service.deps import CollectiveFilter, EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
 from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
 from service.models import Collective, CollectiveVersion, Job, JobKind, JobStatus, Learngene, Task
 from service.pagination import PageDep, paginate
-from service.problems import ProblemDetail, not_found
+from service.problems import Problem, ProblemDetail, not_found
 from service.registry import ensure_collective
-from service.schemas import JobPublic, Page, TaskCreate, TaskPublic
-from service.uploads import parse_dataset, read_upload
+from service.schemas import JobPublic, Page, TaskCreate, TaskJobPublic, TaskPublic
+from service.uploads import DATASET_FILE, parse_dataset, read_upload
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
-ERRORS = {code: {"model": ProblemDetail} for code in (413, 422, 503)}
+ERRORS = {code: {"model": ProblemDetail} for code in (409, 413, 422, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE])
-def create_task(form: Annotated[TaskCreate, Form()], file: Annotated[UploadFile, File(description=".npz or .zip")],
+@router.post("", status_code=202, response_model=TaskJobPublic, responses=AUTH_ERRORS, dependencies=[WRITE],
+             summary="Upload a task")
+def create_task(form: Annotated[TaskCreate, Form()], file: Annotated[UploadFile, File(description=DATASET_FILE)],
                 session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
                 response: Response, idempotency_key: IdempotencyKey = None) -> JobPublic:
+    """Upload a labelled dataset (.npz with `x` and `y`, or a .zip of class folders) to grow a collective by one
+    version. The dataset is checked now (422 naming what is wrong); the growth and the learngene extraction run
+    as a job: 202 with the job and `Location: /jobs/{id}`. A file whose content already grew (or is growing) this
+    collective answers 409 naming that task, unless `allow_duplicate=true`. Needs a write key."""
     if (earlier := find_by_key(session, JobKind.task, idempotency_key)) is not None:
         return accepted(response, earlier)
     data = read_upload(file, settings)
     ds = parse_dataset(data, file.filename, settings, min_per_class=settings.task_min_per_class)
     name = form.collective or settings.default_collective
+    if not form.allow_duplicate:
+        _refuse_duplicate(session, name, data)
     try:
         with stored_uploads(session, store, data) as (digest,):
             spec = InputSpec(channels=ds.channels, size=min(ds.size, settings.max_input_size))
@@ -56,6 +64,22 @@ def create_task(form: Annotated[TaskCreate, Form()], file: Annotated[UploadFile,
     except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once
         return accepted(response, e.job)
     return accepted(response, job)
+
+
+def _refuse_duplicate(session, collective: str, data: bytes) -> None:
+    """409 when a task with these very bytes grew (or is growing) this collective: a second upload is usually
+    a mistake, and learning the same data twice says nothing new."""
+    digest = hashlib.sha256(data).hexdigest()
+    earlier = session.scalars(
+        select(Task).join(Collective, Task.collective_id == Collective.id)
+        .where(Collective.name == collective, Task.sha256 == digest,
+               Task.status.in_([JobStatus.queued, JobStatus.running, JobStatus.succeeded]))
+        .order_by(Task.id)).first()
+    if earlier is not None:
+        raise Problem(409, "Duplicate task", f"this file's content already grew collective {collective!r} as task "
+                      f"{earlier.id} ({earlier.name!r}, {JobStatus(earlier.status).value}); send allow_duplicate=true "
+                      "to learn it again", type="duplicate-task", task_id=earlier.id,
+                      links={"task": f"/tasks/{earlier.id}"})
 
 
 def _task_rows():
@@ -82,9 +106,11 @@ def task_public(row) -> TaskPublic:
     )
 
 
-@router.get("", response_model=Page[TaskPublic])
-def list_tasks(session: SessionDep, page: PageDep, collective: Annotated[str | None, Query(max_length=100)] = None,
+@router.get("", response_model=Page[TaskPublic], summary="List tasks")
+def list_tasks(session: SessionDep, page: PageDep, collective: CollectiveFilter = None,
                status: JobStatus | None = None) -> Page[TaskPublic]:
+    """Uploaded tasks newest first, filtered by collective and status; pages of `limit` rows, `next_cursor` for
+    the next."""
     stmt = _task_rows()
     if collective is not None:
         stmt = stmt.where(Collective.name == collective)
@@ -94,8 +120,10 @@ def list_tasks(session: SessionDep, page: PageDep, collective: Annotated[str | N
     return Page[TaskPublic](items=[task_public(r) for r in rows], limit=page.limit, next_cursor=cursor)
 
 
-@router.get("/{task_id}", response_model=TaskPublic, responses={404: {"model": ProblemDetail}})
+@router.get("/{task_id}", response_model=TaskPublic, responses={404: {"model": ProblemDetail}}, summary="Get a task")
 def get_task(task_id: RowId, session: SessionDep) -> TaskPublic:
+    """Its classes and counts, status, the open-world report (which classes were new), the accuracy after
+    training, and the collective version and learngene it made."""
     row = session.execute(_task_rows().where(Task.id == task_id)).first()
     if row is None:
         raise not_found("task", task_id)

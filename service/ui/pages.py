@@ -12,6 +12,7 @@ Unknown ids and paths under /ui answer an HTML 404 page. Ids use Starlette's `in
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from service.models import Collective, CollectiveVersion, Individual, Job, JobSt
 from service.pagination import PageParams, decode_cursor, paginate
 from service.problems import Problem
 from service.registry import collective_by_name, head_version, task_names_up_to
+from service.schemas import METHOD_PATTERN, NAME_PATTERN
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
@@ -35,6 +37,14 @@ PAGE_SIZE = 25
 
 class PageNotFound(Exception):
     """Raised by a page for an unknown id; answered with the HTML 404 page."""
+
+    status, heading = 404, "Not found"
+
+
+class BadPageLink(PageNotFound):
+    """A page link this service never made (a forged cursor): an HTML 400 page with a way back to page 1."""
+
+    status, heading = 400, "Bad link"
 
 
 def _percent(value: float | None) -> str:
@@ -64,7 +74,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 
 async def not_found_page(request: Request, exc: PageNotFound) -> HTMLResponse:
-    return render(request, "not_found.html", status_code=404, message=str(exc))
+    return render(request, "not_found.html", status_code=exc.status, message=str(exc), heading=exc.heading,
+                  first_page=request.url.remove_query_params("cursor") if exc.status == 400 else None)
 
 
 def _row(session, model: type, ident: int, what: str):
@@ -76,7 +87,7 @@ def _row(session, model: type, ident: int, what: str):
 
 
 def _collective(session, name: str) -> Collective:
-    collective = collective_by_name(session, name)
+    collective = collective_by_name(session, name) if re.fullmatch(NAME_PATTERN, name) else None
     if collective is None:
         raise PageNotFound(f"collective {name!r} does not exist")
     return collective
@@ -86,8 +97,8 @@ def _page(request: Request, session, stmt, id_column) -> tuple[list, str | None]
     """One page of rows, newest first, and the URL of the next page (same filters) or None."""
     try:
         after = decode_cursor(request.query_params["cursor"]) if request.query_params.get("cursor") else None
-    except Problem:  # a cursor this service never made: start at the first page
-        after = None
+    except Problem as e:  # a cursor this service never made
+        raise BadPageLink(e.detail) from e
     rows, cursor = paginate(session, stmt, id_column, PageParams(limit=PAGE_SIZE, after_id=after))
     return rows, str(request.url.include_query_params(cursor=cursor)) if cursor else None
 
@@ -155,6 +166,9 @@ def version_page(name: str, number: int, request: Request, session: SessionDep) 
 @router.get("/ui/learngenes", response_class=HTMLResponse)
 def learngenes_page(request: Request, session: SessionDep, collective: str | None = None,
                     method: str | None = None) -> HTMLResponse:
+    for value, pattern in ((collective, NAME_PATTERN), (method, METHOD_PATTERN)):
+        if value and not re.fullmatch(pattern, value):  # no such name (and no NUL byte reaches PostgreSQL)
+            raise BadPageLink(f"{value[:40]!r} is not a collective or method name")
     stmt = _catalog_rows()
     if collective:
         stmt = stmt.where(Collective.name == collective)
@@ -179,7 +193,9 @@ def learngene_page(learngene_id: int, request: Request, session: SessionDep, sto
                "mean_share": sum(share[i]) / len(share[i]) if i < len(share) and share[i] else None}
               for i, s in enumerate(lg.scores)]
     candidates = [{**c, "chosen": list(c.get("layers", [])) == list(lg.layers)} for c in lg.candidates or []]
-    individuals = session.scalars(select(Individual).where(Individual.learngene_id == lg.id)
+    # Scratch models copy only the shape: they are not built from it (they show up as siblings on their page).
+    individuals = session.scalars(select(Individual).where(Individual.learngene_id == lg.id,
+                                                           Individual.init != "scratch")
                                   .order_by(Individual.id.desc()).limit(50)).all()
     return render(request, "learngene.html", lg=lg, version=version, collective=collective, parent=parent,
                   task=task, tasks_seen=list(enumerate(task_names_up_to(session, version), start=1)),

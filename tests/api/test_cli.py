@@ -125,8 +125,10 @@ def test_individuals_create_wait_list_show_and_predict(learngene, worker, files)
                         "--epochs", 2, "--wait")
     assert scratch.exit_code == 0 and json.loads(scratch.stdout)["result"]["individual_id"] == 2
 
-    listed = learngene("individuals", "list", "--learngene", 1)
+    listed = learngene("individuals", "list")
     assert listed.exit_code == 0 and "scratch" in listed.stdout and "p, q" in listed.stdout
+    built = json.loads(learngene("--json", "individuals", "list", "--learngene", 1).stdout)["items"]
+    assert [i["id"] for i in built] == [1]  # the scratch model inherits nothing from learngene 1
     shown = learngene("individuals", "show", 1)
     assert "p (4 shots), q (4 shots)" in shown.stdout and "eval accuracy" in shown.stdout
 
@@ -247,7 +249,7 @@ def test_help_shows_flags_as_flags_and_every_option_documented():
             if not line.lstrip().startswith("--help"):
                 assert len(line.split(None, 2)) > 2, f"{command}: undocumented option {line.strip()}"
     text = runner.invoke(cli.app, ["individuals", "create", "--help"], terminal_width=200).stdout
-    assert "--wait " in text and "[default: learngene]" in text and "the newest learngene" in text
+    assert "--wait " in text and "[default: auto]" in text and "the newest learngene" in text
 
 
 def test_without_a_key_the_error_names_the_variable_and_the_option(learngene, files):
@@ -303,3 +305,14 @@ def test_the_banner_prints_one_command_to_paste(tmp_path):
     assert command.startswith(f"LEARNGENE_DATA_DIR={(tmp_path / 'data').resolve()} ")
     assert command.endswith("learngene keys create --scope write") and " if " not in command
     assert "LEARNGENE_API_KEY" in text and "--key" in text
+
+
+def test_individuals_delete(learngene, worker, files):
+    assert learngene("--key", API_KEY, "tasks", "add", files["task1"], "--epochs", 1, "--wait").exit_code == 0
+    assert learngene("--key", API_KEY, "individuals", "create", files["support"], "--epochs", 1,
+                     "--wait").exit_code == 0
+    assert _one_error_line(learngene("individuals", "delete", 1)).startswith("error: 401 Unauthorized: ")
+    deleted = learngene("--key", API_KEY, "individuals", "delete", 1)
+    assert deleted.exit_code == 0 and deleted.stdout.strip() == "deleted individual 1"
+    assert _one_error_line(learngene("individuals", "show", 1)).startswith("error: 404 Not Found: ")
+    assert _one_error_line(learngene("--key", API_KEY, "individuals", "delete", 1)).startswith("error: 404 ")

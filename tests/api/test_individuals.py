@@ -74,10 +74,16 @@ def test_scratch_and_an_explicit_learngene(grown, make_task):
     first_gene = api.client.get("/learngenes").json()["items"][-1]["id"]
     job = order(api, make_task(["p", "q"], 5, seed=1), learngene_id=str(first_gene), init="scratch")
     ind = api.client.get(f"/individuals/{job['result']['individual_id']}").json()
-    assert ind["learngene_id"] == first_gene and ind["init"] == "scratch"
+    # A scratch model inherits nothing: no learngene_id, not among the learngene's individuals; the version whose
+    # shape it copies is named instead.
+    assert ind["learngene_id"] is None and ind["init"] == "scratch" and "learngene" not in ind["links"]
+    assert ind["based_on_collective_version"] == {"collective": "default", "number": 1}
     assert "eval_accuracy" not in ind["metrics"]
+    assert api.client.get("/individuals", params={"learngene_id": first_gene}).json()["items"] == []
+    built = order(api, make_task(["p", "q"], 5, seed=1), learngene_id=str(first_gene))
     listed = api.client.get("/individuals", params={"learngene_id": first_gene}).json()["items"]
-    assert [i["id"] for i in listed] == [ind["id"]]
+    assert [i["id"] for i in listed] == [built["result"]["individual_id"]]
+    assert listed[0]["learngene_id"] == first_gene and listed[0]["based_on_collective_version"] is None
 
 
 def test_no_learngene_yet_is_a_conflict(api, make_task):
@@ -90,7 +96,7 @@ def test_unknown_ids_and_bad_support_sets(grown, make_task):
     api = grown
     support = make_task(["p", "q"], 5)
     r = api.client.post("/individuals", files={"file": ("s.npz", support)}, data={"learngene_id": "999"})
-    assert r.status_code == 422 and r.json()["type"] == "/problems/unknown-learngene"
+    assert r.status_code == 404 and r.json()["type"] == "/problems/unknown-learngene"
     r = api.client.post("/individuals", files={"file": ("s.npz", make_task(["p"], 5))})
     assert r.status_code == 422 and "at least 2 classes" in r.json()["detail"]
     r = api.client.post("/individuals", files={"file": ("s.npz", support),
@@ -111,7 +117,7 @@ def test_predictions_refuse_what_is_not_an_image(grown, make_task):
     ind_id = job["result"]["individual_id"]
     r = api.client.post(f"/individuals/{ind_id}/predictions", files={"file": ("x.png", b"certainly not a png")})
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
-    assert r.json()["detail"].startswith("not an image")
+    assert r.json()["detail"].startswith("'x.png' is neither an .npz with an `x` array nor an image")
 
 
 def test_instant_individual_needs_no_training_and_is_served_like_the_others(grown, make_task):

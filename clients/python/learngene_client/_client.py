@@ -229,6 +229,10 @@ class Client:
         """GET /individuals/{id}/card: the model card (Markdown with YAML front matter)."""
         return self._request("GET", f"/individuals/{individual_id}/card").text
 
+    def delete_individual(self, individual_id: int) -> None:
+        """DELETE /individuals/{id} (write key): the model and its weights; its id then answers 404."""
+        self._request("DELETE", f"/individuals/{individual_id}")
+
     # --------------------------------------------------------------------------------------- jobs
 
     def list_jobs(self, *, status: str | None = None, kind: str | None = None, limit: int | None = None,

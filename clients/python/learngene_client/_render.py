@@ -64,7 +64,7 @@ def learngenes_table(learngenes: list[LearngenePublic]) -> Table:
 def individuals_table(individuals: list[IndividualPublic]) -> Table:
     table = columns("id", "learngene", "init", "classes", "eval acc", "train acc", "parameters", "created")
     for ind in individuals:
-        table.add_row(str(ind.id), str(ind.learngene_id), ind.init, short_list(ind.classes),
+        table.add_row(str(ind.id), str(ind.learngene_id or "-"), ind.init, short_list(ind.classes),
                       number(ind.metrics.get("eval_accuracy")), number(ind.metrics.get("train_accuracy")),
                       f"{ind.parameters:,}", when(ind.created_at))
     return table

@@ -422,8 +422,10 @@ def alias_delete(ctx: typer.Context, name: str) -> None:
 
 
 class Init(str, Enum):
+    auto = "auto"
     learngene = "learngene"
     scratch = "scratch"
+    instant = "instant"
 
 
 @individuals_app.command("create")
@@ -432,7 +434,9 @@ def individuals_create(
     eval_file: Annotated[Path | None, typer.Option("--eval", help="labelled query set: reports eval accuracy")] = None,
     learngene: Annotated[str | None, typer.Option(help="learngene id, or an alias such as champion",
                                                   show_default="the newest learngene")] = None,
-    init: Annotated[Init, typer.Option(help="inherit the learngene's layers, or train from scratch")] = Init.learngene,
+    init: Annotated[Init, typer.Option(help="auto: the best of the others for this support set (cross-validated); "
+                                       "learngene: inherit its layers; scratch: same net, random start; "
+                                       "instant: no training, prototypes on the collective")] = Init.auto,
     epochs: Annotated[int | None, typer.Option(help="training epochs", show_default="the service's default")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed of training", show_default="0")] = None,
     wait: Wait = False,
@@ -463,7 +467,7 @@ def individuals_show(ctx: typer.Context, individual_id: int) -> None:
     with _client(ctx) as client:
         ind = client.get_individual(individual_id)
     _show(ctx, ind, lambda: render.fields([
-        ("individual", ind.id), ("learngene", ind.learngene_id), ("init", ind.init),
+        ("individual", ind.id), ("learngene", ind.learngene_id or "none (scratch)"), ("init", ind.init),
         ("classes", ", ".join(f"{c} ({ind.shots.get(c, 0)} shots)" for c in ind.classes)),
         ("parameters", f"{ind.parameters:,}"), ("input", f"{ind.channels}×{ind.size}×{ind.size}"),
         ("train accuracy", render.number(ind.metrics.get("train_accuracy"))),
@@ -471,6 +475,14 @@ def individuals_show(ctx: typer.Context, individual_id: int) -> None:
         ("options", ", ".join(f"{k} {v}" for k, v in ind.options.items() if v is not None)),
         ("created", render.when(ind.created_at)),
     ]))
+
+
+@individuals_app.command("delete")
+def individuals_delete(ctx: typer.Context, individual_id: int) -> None:
+    """Delete an individual model and its weights (needs a write key); its job stays."""
+    with _client(ctx) as client:
+        client.delete_individual(individual_id)
+    typer.echo(f"deleted individual {individual_id}")
 
 
 class Format(str, Enum):
