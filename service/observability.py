@@ -162,7 +162,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", response_class=Response, responses={
-    200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
+    200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}}, summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
     """Prometheus metrics of this API process and of the registry's jobs (no key needed: scrape it)."""
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

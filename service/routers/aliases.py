@@ -13,10 +13,10 @@ POST /individuals takes `learngene_alias` instead of `learngene_id`; the catalog
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -35,7 +35,17 @@ AliasName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z
 
 
 class AliasTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the schema says exactly what is taken
+
     learngene_id: int = Field(ge=1, le=MAX_ID)
+
+    @field_validator("learngene_id", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # pydantic reads `true` as 1 for an int; JSON Schema's integer does not include booleans.
+        if isinstance(value, bool):
+            raise ValueError("learngene_id must be an integer, not a boolean")
+        return value
 
 
 def alias_public(row: LearngeneAlias) -> AliasPublic:
@@ -59,24 +69,25 @@ def resolve_alias(session: Session, name: str) -> Learngene:
     row = session.get(LearngeneAlias, name)
     if row is None:
         known = ", ".join(session.scalars(select(LearngeneAlias.name).order_by(LearngeneAlias.name)).all())
-        raise Problem(422, "Unknown learngene alias", f"no learngene alias {name!r}"
+        raise Problem(404, "Unknown learngene alias", f"no learngene alias {name!r}"
                       + (f" (aliases: {known})" if known else " (none are set: PUT /learngenes/aliases/{name})"),
                       type="unknown-learngene")
     return session.get(Learngene, row.learngene_id)
 
 
-@router.get("", response_model=list[AliasPublic])
+@router.get("", response_model=list[AliasPublic], summary="List learngene aliases")
 def list_aliases(session: SessionDep) -> list[AliasPublic]:
-    """Every alias and the learngene it points at, by name."""
+    """Every alias and the learngene it points at, by name (an alias names a learngene, like `champion`)."""
     return [alias_public(r) for r in session.scalars(select(LearngeneAlias).order_by(LearngeneAlias.name))]
 
 
-@router.put("/{name}", response_model=AliasPublic, responses=ERRORS)
+@router.put("/{name}", response_model=AliasPublic, responses=ERRORS, summary="Set or move a learngene alias")
 def set_alias(name: AliasName, target: AliasTarget, session: SessionDep,
               key: Annotated[ApiKey | None, WRITE]) -> AliasPublic:
-    """Point the alias at a learngene: creates it, or moves it (recorded with the key that moved it)."""
+    """Point the alias at a learngene: creates it, or moves it in one transaction (the move is recorded with
+    the key that made it). Needs a write key."""
     if session.get(Learngene, target.learngene_id) is None:
-        raise Problem(422, "Unknown learngene", f"learngene {target.learngene_id} does not exist",
+        raise Problem(404, "Unknown learngene", f"learngene {target.learngene_id} does not exist",
                       type="unknown-learngene")
     try:
         return _move(session, name, target.learngene_id, key)
@@ -101,18 +112,20 @@ def _move(session: Session, name: str, learngene_id: int, key: ApiKey | None) ->
     return alias_public(row)
 
 
-@router.get("/{name}", response_model=AliasPublic, responses={404: {"model": ProblemDetail}})
+@router.get("/{name}", response_model=AliasPublic, responses={404: {"model": ProblemDetail}},
+            summary="Read a learngene alias")
 def get_alias(name: AliasName, session: SessionDep) -> AliasPublic:
-    """Which learngene the alias points at."""
+    """Which learngene the alias points at, and when it was last set or moved."""
     row = session.get(LearngeneAlias, name)
     if row is None:
         raise not_found("learngene alias", name)
     return alias_public(row)
 
 
-@router.delete("/{name}", status_code=204, response_class=Response, responses=ERRORS)
+@router.delete("/{name}", status_code=204, response_class=Response, responses=ERRORS,
+               summary="Remove a learngene alias")
 def delete_alias(name: AliasName, session: SessionDep, key: Annotated[ApiKey | None, WRITE]) -> Response:
-    """Remove the alias (the learngene stays); the removal is recorded."""
+    """Remove the alias (the learngene stays); the removal is recorded. Needs a write key."""
     row = session.get(LearngeneAlias, name)
     if row is None:
         raise not_found("learngene alias", name)

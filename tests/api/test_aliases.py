@@ -50,7 +50,7 @@ def test_an_individual_ordered_by_alias_uses_its_learngene(api, make_task):
 
     unknown = api.client.post("/individuals", files={"file": ("s.npz", support)}, data={"learngene_alias": "nope"})
     detail = unknown.json()["detail"]
-    assert unknown.status_code == 422 and "'nope'" in detail and "champion" in detail
+    assert unknown.status_code == 404 and "'nope'" in detail and "champion" in detail
     clash = api.client.post("/individuals", files={"file": ("s.npz", support)},
                             data={"learngene_alias": "champion", "learngene_id": "2"})
     assert clash.status_code == 422 and "disagree" in clash.json()["detail"]
@@ -59,9 +59,11 @@ def test_an_individual_ordered_by_alias_uses_its_learngene(api, make_task):
 
 def test_bad_alias_requests_change_nothing(api, make_task):
     _two_learngenes(api, make_task)
-    assert api.client.put("/learngenes/aliases/champion", json={"learngene_id": 99}).status_code == 422
+    assert api.client.put("/learngenes/aliases/champion", json={"learngene_id": 99}).status_code == 404
     assert api.client.put("/learngenes/aliases/3rd", json={"learngene_id": 1}).status_code == 422  # not a letter first
     assert api.client.put("/learngenes/aliases/champion", json={}).status_code == 422
+    assert api.client.put("/learngenes/aliases/champion", json={"learngene_id": True}).status_code == 422
+    assert api.client.put("/learngenes/aliases/champion", json={"learngene_id": 1, "x": 2}).status_code == 422
     anonymous = api.client.put("/learngenes/aliases/champion", json={"learngene_id": 1},
                                headers={"Authorization": ""})
     assert anonymous.status_code == 401

@@ -434,9 +434,8 @@ def individuals_create(
     eval_file: Annotated[Path | None, typer.Option("--eval", help="labelled query set: reports eval accuracy")] = None,
     learngene: Annotated[str | None, typer.Option(help="learngene id, or an alias such as champion",
                                                   show_default="the newest learngene")] = None,
-    init: Annotated[Init, typer.Option(help="auto: the best of the others for this support set (cross-validated); "
-                                       "learngene: inherit its layers; scratch: same net, random start; "
-                                       "instant: no training, prototypes on the collective")] = Init.auto,
+    init: Annotated[Init, typer.Option(metavar="INIT", help="auto, learngene, scratch or instant; auto picks the "
+                                       "best of the others by cross-validation")] = Init.auto,
     epochs: Annotated[int | None, typer.Option(help="training epochs", show_default="the service's default")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed of training", show_default="0")] = None,
     wait: Wait = False,

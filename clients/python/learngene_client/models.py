@@ -156,8 +156,18 @@ class Prediction(BaseModel):
     unknown: bool
 
 
+class Conversion(BaseModel):
+    """How the images sent were converted to the model's input: [height, width, channels] before and after."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: list[int] = Field(alias="from")
+    to: list[int]
+
+
 class PredictionsPublic(BaseModel):
     predictions: list[Prediction]
+    conversion: Conversion | None = None
 
 
 class Readiness(BaseModel):
