@@ -1,4 +1,5 @@
 """Data sets built on the machine for tests and benchmarks (see DESIGN section 5)."""
+from learngene.datasets.cards import BASE_RANKS, CARDS, NOVEL_RANKS, RANKS, CardSet, load_cards, render_cards
 from learngene.datasets.glyphs import (
     BASE_SCRIPTS,
     NOVEL_SCRIPTS,
@@ -11,12 +12,19 @@ from learngene.datasets.glyphs import (
 from learngene.datasets.patterns import pattern_images
 
 __all__ = [
+    "BASE_RANKS",
     "BASE_SCRIPTS",
+    "CARDS",
+    "CardSet",
+    "NOVEL_RANKS",
     "NOVEL_SCRIPTS",
     "OPEN_WORLD_SCRIPTS",
+    "RANKS",
     "SCRIPTS",
+    "load_cards",
     "GlyphSet",
     "load_glyphs",
     "pattern_images",
+    "render_cards",
     "render_glyphs",
 ]
