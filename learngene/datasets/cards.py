@@ -28,11 +28,9 @@ from __future__ import annotations
 import base64
 import gzip
 import io
-import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from learngene.data import TaskDataset
+from learngene.datasets.glyphs import write_npz_atomically
 
 SUITS = ("club", "diamond", "heart", "spade")
 RANKS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "jack", "queen", "king")
@@ -131,25 +130,13 @@ class CardSet:
     # -- cache ------------------------------------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict[str, int] | None = None) -> None:
         """Write an .npz with plain arrays only (strings as unicode arrays), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         dropped = sorted(self.dropped.items())
-        arrays = {
+        write_npz_atomically(path, {
             "x": self.x, "labels": self.labels, "class_names": np.array(self.class_names, dtype=str),
             "decks": np.array(self.decks, dtype=str),
             "dropped_decks": np.array([d for d, _ in dropped], dtype=str),
             "dropped_why": np.array([w for _, w in dropped], dtype=str),
-            **{f"meta_{k}": np.array(v, dtype=np.int64) for k, v in (meta or {}).items()},
-        }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        }, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[CardSet, dict[str, int]]:
