@@ -334,10 +334,21 @@ def grow_service(svc: Service, fam: Family, log) -> dict:
     tasks = [svc.client.get(f"/tasks/{d['result']['task_id']}").json() for d in done]
     log(f"  {fam.name}: collective v{last['collective_version']}, learngene {gene['layers']} "
         f"({gene['method']}), task accuracies {[t['accuracy'] for t in tasks]}")
+    rows = [t["accuracy_row"] for t in tasks]
     return {"collective_version": last["collective_version"], "learngene_id": last["learngene_id"],
             "learngene_layers": gene["layers"], "learngene_method": gene["method"],
-            "learngene_parameters": gene["parameters"], "accuracy_rows": [t["accuracy_row"] for t in tasks],
+            "learngene_parameters": gene["parameters"], "accuracy_rows": rows, **continual_summary(rows),
             "task_seconds": [job_seconds(d) for d in done]}
+
+
+def continual_summary(rows: list[list[float | None]]) -> dict:
+    """Average accuracy over all tasks after the last one, and forgetting: the mean over the earlier tasks of
+    (best accuracy they ever had - accuracy after the last task)."""
+    final = [a for a in rows[-1] if a is not None]
+    drops = [max(r[t] for r in rows[t:] if t < len(r) and r[t] is not None) - rows[-1][t]
+             for t in range(len(rows) - 1) if rows[-1][t] is not None]
+    return {"average_accuracy": float(np.mean(final)) if final else None,
+            "forgetting": float(np.mean(drops)) if drops else None}
 
 
 def service_accuracies(svc: Service, support: bytes, query: bytes, unavailable: dict) -> dict:
@@ -494,8 +505,10 @@ def table(report: dict) -> str:
         for method, why in fam["not_available"].items():
             lines.append(f"| {fam['family']} | all | {method} | not available | | | |")
     for fam in report["families"]:
-        lines.append(f"\n{fam['family']}: chosen on the task files: {json.dumps(fam['chosen'])}; service learngene "
-                     f"{fam['service']['learngene_layers']} ({fam['service']['learngene_method']})")
+        svc = fam["service"]
+        lines.append(f"\n{fam['family']}: chosen on the task files: {json.dumps(fam['chosen'])}; the service's "
+                     f"collective: average accuracy {svc.get('average_accuracy')}, forgetting {svc.get('forgetting')}, "
+                     f"learngene {svc['learngene_layers']} ({svc['learngene_method']})")
     lines.append(f"\nTotal {report['seconds_total']:.0f} s")
     return "\n".join(lines)
 
