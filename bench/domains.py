@@ -506,8 +506,9 @@ def table(report: dict) -> str:
             lines.append(f"| {fam['family']} | all | {method} | not available | | | |")
     for fam in report["families"]:
         svc = fam["service"]
-        lines.append(f"\n{fam['family']}: chosen on the task files: {json.dumps(fam['chosen'])}; the service's "
-                     f"collective: average accuracy {svc.get('average_accuracy')}, forgetting {svc.get('forgetting')}, "
+        how = "fixed (quick mode)" if report["mode"] == "quick" else "chosen on the task files"
+        lines.append(f"\n{fam['family']}: anchor recipes {how}: {json.dumps(fam['chosen'])}; the service's "
+                     f"collective: average accuracy {svc['average_accuracy']:.3f}, forgetting {svc['forgetting']:.3f}, "
                      f"learngene {svc['learngene_layers']} ({svc['learngene_method']})")
     lines.append(f"\nTotal {report['seconds_total']:.0f} s")
     return "\n".join(lines)
