@@ -456,7 +456,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
     # Tuning grids. The quick mode takes one recipe of each (no choice) and the RGB family only.
-    scratch_grid = [{"steps": 100, "lr": lr, "pool_after": pool} for lr in (1e-3, 3e-3) for pool in ([0, 1, 3, 5], [1, 3])]
+    scratch_grid = [{"steps": 100, "lr": lr, "pool_after": pool}
+                    for lr in (1e-3, 3e-3) for pool in ([0, 1, 3, 5], [1, 3])]
     tune_grid = [{"steps": 100, "lr": lr, "freeze_bn": fb} for lr, fb in
                  ((1e-3, True), (1e-3, False), (3e-4, True), (3e-3, True))]
     if args.quick:

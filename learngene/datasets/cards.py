@@ -21,7 +21,8 @@ machine and never committed. What makes a sample usable:
 - the German-suited deck (``svg-xskat-german``: acorns, leaves, hearts, bells drawn on the French ids) is left
   out, since its "clubs" are not clubs;
 - clone decks are dropped: a deck whose cards are nearly identical to an already kept deck's on most cards
-  (same artwork on another background: oxygen-white, nicu-white). Left in, a query card would have a near-copy in the support set.
+  (same artwork on another background: oxygen-white, nicu-white). Left in, a query card would have a near-copy
+  in the support set.
 """
 from __future__ import annotations
 
