@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-quick bench-ui fonts browser glyphs clean
+.PHONY: install run test bench bench-quick bench-ui bench-domains fonts browser glyphs cards clean
 
 # Progress shows on first use (about a minute and a half): one line per step, pip's own bars for the downloads.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -50,6 +50,16 @@ bench-quick: $(STAMP) fonts
 # Job-end notice (event stream vs polling), plot images, dashboard pages against JSON (~4 min; --quick ~1).
 bench-ui: $(STAMP)
 	$(BIN)/python -m bench.ui
+
+# Playing cards from KDE's decks (learngene/datasets/cards.py), cached under var/data/.
+cards: $(STAMP)
+	bash scripts/install-cards.sh
+	$(BIN)/python -c "from learngene.datasets import load_cards; print(load_cards(32, progress=print).summary())"
+
+# Non-glyph families (cards, RGB 32 px and grey 28 px) through the API against in-process anchors (~20 min).
+bench-domains: $(STAMP)
+	bash scripts/install-cards.sh
+	$(BIN)/python -m bench.domains
 
 clean:
 	rm -rf $(VENV) var

@@ -134,6 +134,22 @@ NOVEL_SCRIPTS = ("devanagari", "bengali", "malayalam", "thai", "khmer", "myanmar
 CASE_PAIRS = {"latin_lower": "latin_upper", "greek_lower": "greek_upper", "cyrillic_lower": "cyrillic_upper"}
 
 
+def write_npz_atomically(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, int] | None = None) -> None:
+    """A compressed .npz of `arrays` plus `meta` numbers (as ``meta_<name>``), written to a temp file then renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {**arrays, **{f"meta_{k}": np.array(v, dtype=np.int64) for k, v in (meta or {}).items()}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @dataclass
 class GlyphSet:
     """Rendered glyphs: x uint8 (N, 32, 32), labels int64 (N,) indexing class_names ("script:char")."""
@@ -244,8 +260,6 @@ class GlyphSet:
     # -- cache ------------------------------------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict[str, int] | None = None) -> None:
         """Write an .npz with plain arrays only (strings as unicode arrays), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         families = sorted(self.font_files)
         arrays = {
             "x": self.x,
@@ -257,17 +271,7 @@ class GlyphSet:
             "font_files": np.array([self.font_files[f] for f in families], dtype=str),
             "scripts_rendered": np.array(self.scripts_rendered, dtype=str),
         }
-        for k, v in (meta or {}).items():
-            arrays[f"meta_{k}"] = np.array(v, dtype=np.int64)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_npz_atomically(path, arrays, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> tuple[GlyphSet, dict[str, int]]:
