@@ -24,6 +24,7 @@ import argparse
 import copy
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import signal
@@ -39,34 +40,20 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from learngene.augment import augment
 from learngene.baselines import linear_probe_accuracy, prototype_accuracy
 from learngene.data import InputSpec, TaskDataset, npz_bytes, to_input
 from learngene.datasets import BASE_RANKS, NOVEL_RANKS, CardSet, load_cards
 from learngene.model import ConvNet, NetConfig, count_parameters
-from learngene.protocol import sample_episode
-from learngene.training import accuracy, cosine_lr, logits_of
+from learngene.protocol import mean_ci, sample_episode
+from learngene.training import accuracy, logits_of, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = [(5, 5), (5, 1)]  # (ways, shots)
 SERVICE_INITS = {"service default": None, "service scratch": "scratch", "service learngene": "learngene",
                  "service instant": "instant"}
 ANCHORS = ("joint: prototypes", "joint: linear probe", "joint: fine-tune", "tuned scratch")
-# Two-sided 95% Student t quantiles for 1..30 degrees of freedom.
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of the 95% interval with the t quantile (nan when there is one value)."""
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) < 2:
-        return (float(v.mean()) if len(v) else float("nan")), float("nan")
-    t = T975[len(v) - 2] if len(v) - 1 <= len(T975) else 1.96 + 2.5 / (len(v) - 1)
-    return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
-
 
 # -- the data -----------------------------------------------------------------------------------------------------
 
@@ -122,30 +109,28 @@ def train_steps(net: ConvNet, x: torch.Tensor, y: torch.Tensor, steps: int, lr: 
                 batch: int | None = None, smoothing: float = 0.1, weight_decay: float = 5e-4,
                 freeze_bn: bool = False, stop: int | None = None,
                 checkpoint: Callable[[int, ConvNet], None] | None = None, every: int = 50) -> ConvNet:
-    """AdamW on a cosine schedule of `steps`, with augmentation and label smoothing; full-batch when `batch` is
-    None. `stop` ends it early (same schedule); `checkpoint(step, net)` sees the net in eval mode every `every`."""
+    """The library's one loop (AdamW, cosine over `steps`) with augmentation and label smoothing; full-batch when
+    `batch` is None. `stop` ends it early (same schedule); `checkpoint(step, net)` sees the net in eval mode every
+    `every` steps."""
     gen = torch.Generator().manual_seed(seed)
+    # Frozen BatchNorm keeps the trained net's statistics: a 5-image batch says little about them.
+    frozen = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)] if freeze_bn else []
 
-    def train_mode() -> None:
-        net.train()
-        if freeze_bn:  # keep the trained net's BatchNorm statistics: a 5-image batch says little about them
-            for m in net.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.eval()
-
-    train_mode()
-    optim = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = cosine_lr(optim, steps)
-    for step in range(stop or steps):
+    def draw(step: int):
         idx = torch.randint(0, len(x), (batch,), generator=gen) if batch and batch < len(x) else slice(None)
-        loss = F.cross_entropy(net(augment(x[idx], gen)), y[idx], label_smoothing=smoothing)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        sched.step()
-        if checkpoint is not None and (step + 1) % every == 0:
-            checkpoint(step + 1, net.eval())
-            train_mode()
+        return augment(x[idx], gen), y[idx]
+
+    def on_epoch(epoch: int, stats: dict) -> bool:
+        if checkpoint is not None and stats["steps"] % every == 0:
+            checkpoint(stats["steps"], net.eval())
+            net.train()
+            for m in frozen:
+                m.eval()
+        return stop is not None and stats["steps"] >= stop
+
+    period = math.gcd(every, stop) if checkpoint and stop else every if checkpoint else (stop or steps)
+    train(net, draw, steps=steps, lr=lr, weight_decay=weight_decay, label_smoothing=smoothing, frozen_bn=frozen,
+          steps_per_epoch=period, on_epoch=on_epoch, device=torch.device("cpu"))
     return net.eval()
 
 
@@ -417,7 +402,7 @@ def run_family(fam: Family, args, log) -> dict:
     for setting, methods in results.items():
         default = methods.get("service default")
         for method, r in methods.items():
-            mean, ci = t_interval(r["accuracies"])
+            mean, ci = mean_ci(r["accuracies"])
             secs = [s for s in r["seconds"] if s is not None]
             row = {"family": fam.name, "setting": setting, "method": method, "accuracy_mean": mean,
                    "accuracy_ci95": ci, "episodes": len(r["accuracies"]), "accuracies": r["accuracies"],
@@ -426,7 +411,7 @@ def run_family(fam: Family, args, log) -> dict:
                 row["made"] = r["made"]
             if default is not None and method != "service default":
                 diff = np.array(default["accuracies"]) - np.array(r["accuracies"])
-                d_mean, d_ci = t_interval(diff.tolist())
+                d_mean, d_ci = mean_ci(diff.tolist())
                 row["default_minus_this"] = {"mean": d_mean, "ci95": d_ci, "per_episode": diff.tolist()}
             rows.append(row)
     return {"family": fam.name, "spec": fam.spec.to_dict(), "classes": fam.cards.num_classes,
