@@ -72,7 +72,7 @@ class Learngene:
     # ------------------------------------------------------------------------- extraction
     @classmethod
     def extract(cls, collective, method: str = "auto", k: int = 3, param_budget: int | None = None,
-                validation: ValidationOptions | None = None, progress=None) -> "Learngene":
+                validation: ValidationOptions | None = None, progress=None, should_stop=None) -> "Learngene":
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}")
         method = DEFAULT_METHOD if method == "auto" else method
@@ -83,7 +83,8 @@ class Learngene:
         selections = {"gradient": choose_block(scores, k, layer_params, param_budget)}
         candidates: list[dict] = []
         if method == "validated":
-            candidates = validate_blocks(collective, candidate_blocks(len(net.blocks), k), validation, progress)
+            candidates = validate_blocks(collective, candidate_blocks(len(net.blocks), k), validation, progress,
+                                         should_stop)
             if candidates:
                 best = max(candidates, key=lambda c: c["accuracy"])
                 selections["validated"] = best["layers"]
@@ -132,7 +133,7 @@ def open_world_classes(collective) -> list[int]:
 
 
 def validate_blocks(collective, blocks: list[list[int]], options: ValidationOptions | None = None,
-                    progress=None) -> list[dict]:
+                    progress=None, should_stop=None) -> list[dict]:
     """Mean accuracy of short-trained individuals from each block on pseudo target tasks."""
     o = options or ValidationOptions()
     pool = open_world_classes(collective) or sorted(set(collective.memory_y.tolist()))
@@ -162,7 +163,7 @@ def validate_blocks(collective, blocks: list[list[int]], options: ValidationOpti
         for ti, (s_idx, sy, q_idx, qy) in enumerate(tasks):
             net = build_net(whole, ways, "learngene", layers=block, generator_seed=o.seed + ti)
             opts = TrainOptions(epochs=o.epochs, seed=o.seed + ti)
-            fit(net, from_uint8(x_all[s_idx]), sy, opts, device=device)
+            fit(net, from_uint8(x_all[s_idx]), sy, opts, device=device, should_stop=should_stop)
             accs.append(accuracy(logits_of(net, from_uint8(x_all[q_idx]), device), qy))
         results.append({"layers": block, "accuracy": float(np.mean(accs))})
         if progress:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from service import ui
 from service.artifacts import ArtifactStore
+from service.auth import RateLimiter
 from service.db import make_engine, make_sessionmaker
 from service.jobs import Enqueue
 from service.predict import ModelCache
@@ -22,7 +23,7 @@ from service.queue import make_celery, send_job
 from service.routers import collectives, health, individuals, jobs, learngenes, plots, tasks
 from service.routers.plots import PngCache
 from service.settings import Settings
-from service.uploads import BodyLimit
+from service.uploads import BodyLimit, UploadSlots
 
 DESCRIPTION = """A model service on the Learngene paradigm: upload task datasets to grow a collective network,
 browse the learngenes extracted from it, and order few-shot individual models built on them.
@@ -50,7 +51,9 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.models = ModelCache(app.state.store, settings.model_cache_size,
                                   on_first_load=settings.apply_torch_threads)
     app.state.plot_cache = PngCache()
+    app.state.rate_limiter = RateLimiter()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(UploadSlots, slots=settings.max_concurrent_uploads)  # outermost: refuses before reading
     install_problem_handlers(app)
     problems_in_openapi(app)
     for module in (health, collectives, tasks, learngenes, individuals, jobs, plots):

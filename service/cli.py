@@ -19,11 +19,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import uvicorn
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import jobstate
 from service.app import create_app
 from service.auth import SCOPES, create_key, ensure_key
 from service.db import make_engine, make_sessionmaker
@@ -55,21 +57,22 @@ def serve(settings: Settings, banner: str) -> None:
 
 
 def requeue_orphans(settings: Settings) -> int:
-    """Embedded mode only: a job left `running` lost its worker (ours, which is not up yet) and its message
-    (the on-disk broker removes a message once delivered), so put it back on the queue."""
+    """Embedded mode only: a job left `running` whose heartbeat stopped lost its worker (ours, which is not up
+    yet) and its message (the on-disk broker removes a message once delivered), so put it back on the queue.
+    A job still beating belongs to another live `serve` on this data folder and is left alone."""
     engine = make_engine(settings.database)
     sessions = make_sessionmaker(engine)
+    cutoff = utcnow() - timedelta(seconds=2 * settings.job_heartbeat_s + 1)
     with sessions() as s:
-        jobs = s.scalars(select(Job).where(Job.status == JobStatus.running)).all()
-        for job in jobs:
-            s.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.queued, worker=None))
+        jobs = s.scalars(select(Job).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)).all()
+        requeued = [j for j in jobs if jobstate.requeue(s, j.id, j.attempts, "the service restarted", cutoff)]
         s.commit()
-    if jobs:
+    if requeued:
         celery = make_celery(settings)
-        for job in jobs:
+        for job in requeued:
             send_job(celery, job)
     engine.dispose()
-    return len(jobs)
+    return len(requeued)
 
 
 class WorkerProcess:

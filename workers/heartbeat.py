@@ -1,4 +1,4 @@
-"""Worker heartbeats in the registry: /readyz counts live workers; the same thread runs the reaper.
+"""Worker heartbeats in the registry: /readyz counts live workers; the same thread runs the reaper and sweeper.
 
     install(app, settings)       # on worker start: a thread upserts the `worker` row every few seconds
 """
@@ -36,6 +36,7 @@ class Heartbeat(threading.Thread):
             return
         self.last_reap = time.monotonic()
         reaper.reap(self.sessions, self.settings, lambda job: send_job(self.app, job))
+        reaper.sweep(self.sessions, self.settings, lambda job: send_job(self.app, job))
 
     def beat(self) -> None:
         with self.sessions() as s:

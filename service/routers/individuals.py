@@ -16,15 +16,16 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile, Query
 from sqlalchemy import select
 
-from service.auth import READ, WRITE
+from service.auth import PREDICT, WriteKey
 from service.deps import MAX_ID, EnqueueDep, IdempotencyKey, ModelsDep, RowId, SessionDep, SettingsDep, StoreDep
-from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
+from service.jobs import (DuplicateRequest, accepted, find_by_key, key_in_flight, key_scope, replay, request_hash,
+                          stored_uploads, submit)
 from service.models import Individual, Job, JobKind, Learngene
 from service.pagination import PageDep, paginate
 from service.problems import Problem, ProblemDetail
 from service.registry import get_or_404, newest_learngene
 from service.schemas import IndividualCreate, IndividualPublic, JobPublic, Page, PredictionsPublic
-from service.uploads import parse_dataset, parse_images, read_upload
+from service.uploads import check_filename, parse_dataset, parse_images, read_upload, stage_upload
 from service.weights import weights_response
 
 router = APIRouter(prefix="/individuals", tags=["individuals"])
@@ -32,34 +33,46 @@ ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE])
+@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS)
 def create_individual(
     form: Annotated[IndividualCreate, Form()],
     file: Annotated[UploadFile, File(description="labelled support set: .npz or .zip")],
-    session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep, response: Response,
+    key: WriteKey, session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
+    response: Response,
     eval_file: Annotated[UploadFile | None, File(description="optional labelled query set")] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
-    if (earlier := find_by_key(session, JobKind.individual, idempotency_key)) is not None:
-        return accepted(response, earlier)
-    support_bytes = read_upload(file, settings)
-    support = parse_dataset(support_bytes, file.filename, settings, what="file")
-    eval_bytes = read_upload(eval_file, settings) if eval_file is not None else None
-    if eval_bytes is not None:
-        query = parse_dataset(eval_bytes, eval_file.filename, settings, what="eval_file", min_classes=1)
-        if not set(query.class_names) & set(support.class_names):
-            raise Problem(422, "Invalid dataset", "eval_file shares no class name with file", type="invalid-dataset")
-    learngene = _learngene_for(session, form.learngene_id)
-    try:
-        with stored_uploads(session, store, support_bytes, eval_bytes) as (support_sha, eval_sha):
-            options = form.model_dump(exclude={"learngene_id"})
-            job = Job(kind=JobKind.individual, idempotency_key=idempotency_key, params={
-                "learngene_id": learngene.id, "support_sha256": support_sha, "eval_sha256": eval_sha,
-                "options": options, "filename": file.filename,
-            })
-            submit(session, enqueue, job)
-    except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once
-        return accepted(response, e.job)
+    scope = key_scope(key)
+    with key_in_flight(JobKind.individual, idempotency_key, scope):
+        check_filename(eval_file.filename if eval_file is not None else None, "eval_file")
+        support = stage_upload(file, settings, store)
+        evals = stage_upload(eval_file, settings, store) if eval_file is not None else None
+        try:
+            fingerprint = request_hash("individual", form.model_dump(), file.filename, support.sha256,
+                                       evals.sha256 if evals else None)
+            if (earlier := find_by_key(session, JobKind.individual, idempotency_key, scope)) is not None:
+                return accepted(response, replay(earlier, fingerprint))
+            support_set = parse_dataset(support.path, file.filename, settings, what="file")
+            if evals is not None:
+                query = parse_dataset(evals.path, eval_file.filename, settings, what="eval_file", min_classes=1)
+                if not set(query.class_names) & set(support_set.class_names):
+                    raise Problem(422, "Invalid dataset", "eval_file shares no class name with file",
+                                  type="invalid-dataset")
+            learngene = _learngene_for(session, form.learngene_id)
+            with stored_uploads(session, store, support, evals) as (support_sha, eval_sha):
+                options = form.model_dump(exclude={"learngene_id"})
+                job = Job(kind=JobKind.individual, idempotency_key=idempotency_key, idempotency_scope=scope,
+                          request_hash=fingerprint, params={
+                              "learngene_id": learngene.id, "support_sha256": support_sha, "eval_sha256": eval_sha,
+                              "options": options, "filename": file.filename,
+                          })
+                submit(session, enqueue, job)
+        except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once (another API process)
+            return accepted(response, replay(e.job, fingerprint))
+        finally:
+            support.discard()
+            if evals is not None:
+                evals.discard()
     return accepted(response, job)
 
 
@@ -103,7 +116,7 @@ def get_individual(individual_id: RowId, session: SessionDep) -> IndividualPubli
 
 
 @router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=AUTH_ERRORS,
-             dependencies=[READ])
+             dependencies=[PREDICT])
 def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
             session: SessionDep, settings: SettingsDep, models: ModelsDep) -> PredictionsPublic:
     ind = get_or_404(session, Individual, individual_id, "individual")

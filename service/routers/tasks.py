@@ -14,47 +14,54 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import func, select
 
 from learngene.data import InputSpec
-from service.auth import WRITE
+from service.auth import WriteKey
 from service.deps import EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
-from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
+from service.jobs import (DuplicateRequest, accepted, find_by_key, key_in_flight, key_scope, replay, request_hash,
+                          stored_uploads, submit)
 from service.models import Collective, CollectiveVersion, Job, JobKind, JobStatus, Learngene, Task
 from service.pagination import PageDep, paginate
 from service.problems import ProblemDetail, not_found
 from service.registry import ensure_collective
 from service.schemas import JobPublic, Page, TaskCreate, TaskPublic
-from service.uploads import parse_dataset, read_upload
+from service.uploads import parse_dataset, stage_upload
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 ERRORS = {code: {"model": ProblemDetail} for code in (413, 422, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE])
+@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS)
 def create_task(form: Annotated[TaskCreate, Form()], file: Annotated[UploadFile, File(description=".npz or .zip")],
-                session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
+                key: WriteKey, session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
                 response: Response, idempotency_key: IdempotencyKey = None) -> JobPublic:
-    if (earlier := find_by_key(session, JobKind.task, idempotency_key)) is not None:
-        return accepted(response, earlier)
-    data = read_upload(file, settings)
-    ds = parse_dataset(data, file.filename, settings, min_per_class=settings.task_min_per_class)
-    name = form.collective or settings.default_collective
-    try:
-        with stored_uploads(session, store, data) as (digest,):
-            spec = InputSpec(channels=ds.channels, size=min(ds.size, settings.max_input_size))
-            collective = ensure_collective(session, name, spec, settings.preset, settings.seed)
-            counts = ds.class_counts()
-            task = Task(
-                name=form.name or file.filename or f"task-{digest[:8]}", collective_id=collective.id, sha256=digest,
-                filename=file.filename, classes=list(ds.class_names), class_counts=[int(c) for c in counts],
-                num_samples=len(ds), channels=ds.channels, size=ds.size, epochs=form.epochs,
-            )
-            session.add(task)
-            session.flush()
-            job = Job(kind=JobKind.task, task_id=task.id, idempotency_key=idempotency_key,
-                      params={"task_id": task.id})
-            submit(session, enqueue, job)
-    except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once
-        return accepted(response, e.job)
+    scope = key_scope(key)
+    with key_in_flight(JobKind.task, idempotency_key, scope):
+        staged = stage_upload(file, settings, store)
+        try:
+            fingerprint = request_hash("task", form.model_dump(), file.filename, staged.sha256)
+            if (earlier := find_by_key(session, JobKind.task, idempotency_key, scope)) is not None:
+                return accepted(response, replay(earlier, fingerprint))
+            ds = parse_dataset(staged.path, file.filename, settings, min_per_class=settings.task_min_per_class)
+            name = form.collective or settings.default_collective
+            with stored_uploads(session, store, staged) as (digest,):
+                spec = InputSpec(channels=ds.channels, size=min(ds.size, settings.max_input_size))
+                collective = ensure_collective(session, name, spec, settings.preset, settings.seed)
+                counts = ds.class_counts()
+                task = Task(
+                    name=form.name or file.filename or f"task-{digest[:8]}", collective_id=collective.id,
+                    sha256=digest, filename=file.filename, classes=list(ds.class_names),
+                    class_counts=[int(c) for c in counts], num_samples=len(ds), channels=ds.channels, size=ds.size,
+                    epochs=form.epochs,
+                )
+                session.add(task)
+                session.flush()
+                job = Job(kind=JobKind.task, task_id=task.id, idempotency_key=idempotency_key,
+                          idempotency_scope=scope, request_hash=fingerprint, params={"task_id": task.id})
+                submit(session, enqueue, job)
+        except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once (another API process)
+            return accepted(response, replay(e.job, fingerprint))
+        finally:
+            staged.discard()
     return accepted(response, job)
 
 

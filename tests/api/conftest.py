@@ -1,4 +1,5 @@
-"""API tests: the real app, a migrated SQLite registry and artifact store in tmp_path, and an in-process
+"""API tests: the real app, a migrated registry (each test twice: SQLite, and PostgreSQL from the `pg_url`
+fixture, so length, lock and transaction differences show) and artifact store in tmp_path, and an in-process
 queue: jobs are recorded when the API sends them and run here, by the same functions the Celery tasks
 call, when a test says `api.run_jobs()`.
 """
@@ -60,9 +61,15 @@ def settings_for():
     return make_settings
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request) -> str | None:
+    """The registry URL the `api` fixture uses: None for the SQLite default, or a fresh PostgreSQL database."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+
+
 @pytest.fixture
-def api(tmp_path) -> Api:
-    settings = make_settings(tmp_path, auth=True)
+def api(tmp_path, database) -> Api:
+    settings = make_settings(tmp_path, auth=True, database_url=database)
     upgrade(settings)
     ctx = WorkerContext.from_settings(settings, name="test@api")
     with ctx.sessions() as s:
