@@ -193,6 +193,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None]
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # +1 per change: the SSE id
     progress_at: Mapped[datetime | None]  # the last progress write: a live heartbeat without it is a stall
     published_at: Mapped[datetime | None] = mapped_column(default=utcnow)  # the last message sent for it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

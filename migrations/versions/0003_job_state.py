@@ -4,6 +4,7 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30
 
+- job.revision: raised by every change of the job (the id of its server-sent events, for Last-Event-ID);
 - job.progress_at: when the job last made progress (the reaper fails a job stalled for too long);
 - job.published_at: when its message was last sent (the sweeper re-sends a queued job nobody claimed);
 - job.idempotency_scope / request_hash: an Idempotency-Key belongs to one API key and one request body;
@@ -29,6 +30,7 @@ TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     # Batch mode: SQLite cannot ALTER a table in place; on PostgreSQL these are plain ALTER TABLEs.
     with op.batch_alter_table("job") as batch:
+        batch.add_column(sa.Column("revision", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("progress_at", TS, nullable=True))
         batch.add_column(sa.Column("published_at", TS, nullable=True))
         batch.add_column(sa.Column("idempotency_scope", sa.String(40), nullable=False, server_default=""))
@@ -49,5 +51,5 @@ def downgrade() -> None:
     with op.batch_alter_table("job") as batch:
         batch.drop_constraint("uq_job_idempotency_scoped", type_="unique")
         batch.create_unique_constraint("uq_job_idempotency", ["kind", "idempotency_key"])
-        for column in ("request_hash", "idempotency_scope", "published_at", "progress_at"):
+        for column in ("request_hash", "idempotency_scope", "published_at", "progress_at", "revision"):
             batch.drop_column(column)

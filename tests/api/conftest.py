@@ -37,6 +37,12 @@ class Api:
                 kind = s.scalar(select(Job.kind).where(Job.id == job_id))
             (run_task_job if kind == JobKind.task else run_individual_job)(self.ctx, job_id, worker="test@api")
 
+    def registry_env(self, monkeypatch) -> None:
+        """Point CLI commands run in this process at the registry the app uses (SQLite file or PostgreSQL)."""
+        monkeypatch.setenv("LEARNGENE_DATA_DIR", str(self.settings.data_dir))
+        if self.settings.database_url:
+            monkeypatch.setenv("LEARNGENE_DATABASE_URL", self.settings.database_url)
+
     def post_task(self, data: bytes, **form) -> dict:
         r = self.client.post("/tasks", files={"file": ("task.npz", data)}, data={"epochs": "1", **form})
         assert r.status_code == 202, r.text
