@@ -16,8 +16,9 @@ from service import ui
 from service.artifacts import ArtifactStore
 from service.auth import RateLimiter
 from service.db import make_engine, make_sessionmaker
+from service.events import JobSignals, install_publisher
 from service.jobs import Enqueue
-from service.predict import ModelCache
+from service.predict import ModelCache, Predictor
 from service.problems import ProblemDetail, install_problem_handlers, problems_in_openapi
 from service.queue import make_celery, send_job
 from service.routers import collectives, health, individuals, jobs, learngenes, plots, tasks
@@ -36,8 +37,10 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     celery = make_celery(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(app: FastAPI):
         yield
+        app.state.job_signals.close()
+        app.state.predictor.close()
         engine.dispose()
 
     app = FastAPI(title="Learngene service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
@@ -45,11 +48,15 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
+    install_publisher(app.state.sessions, settings)  # cancels and refusals wake event streams too
+    app.state.job_signals = JobSignals(settings)
     app.state.store = ArtifactStore(settings.artifacts)
     app.state.celery = celery
     app.state.enqueue = enqueue or (lambda job: send_job(celery, job))
     app.state.models = ModelCache(app.state.store, settings.model_cache_size,
                                   on_first_load=settings.apply_torch_threads)
+    app.state.predictor = Predictor(app.state.models, settings.predict_threads, settings.predict_queue,
+                                    settings.predict_batch, settings.predict_batch_wait_s)
     app.state.plot_cache = PngCache()
     app.state.rate_limiter = RateLimiter()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)

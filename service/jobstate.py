@@ -18,15 +18,17 @@ and a refused one is rolled back with them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Job, JobStatus, Task, utcnow
 
 log = logging.getLogger("service.jobstate")
+CHANGED = "jobstate.changed"
 Q, R = JobStatus.queued, JobStatus.running
 
 
@@ -40,6 +42,28 @@ def _mirror(s: Session, task_id: int | None, status: JobStatus, finished_at: dat
 def _run(job_id: int, attempt: int):
     """The WHERE clause of a write by run `attempt` of a job: it must still be running, and still be that run."""
     return (Job.id == job_id, Job.status == R, Job.attempts == attempt)
+
+
+def changed(s: Session, job_id: int) -> None:
+    """Note that the job changed in this transaction: `notify_on_commit` announces it once committed."""
+    s.info.setdefault(CHANGED, set()).add(job_id)
+
+
+def notify_on_commit(sessions: sessionmaker[Session], publish: Callable[[int], None]) -> None:
+    """Call `publish(job_id)` for every job a committed transaction of `sessions` changed (service/events.py
+    wakes the event streams of those jobs); nothing for a rolled-back one."""
+
+    @event.listens_for(sessions, "after_commit")
+    def _announce(session: Session) -> None:
+        for job_id in session.info.pop(CHANGED, ()):
+            try:
+                publish(job_id)
+            except Exception as e:  # noqa: BLE001 - streams fall back to polling; the job itself is fine
+                log.warning("could not announce a change of job %s: %s", job_id, e)
+
+    @event.listens_for(sessions, "after_rollback")
+    def _forget(session: Session) -> None:
+        session.info.pop(CHANGED, None)
 
 
 def _stale(what: str, job_id: int, attempt: int) -> bool:
@@ -56,7 +80,8 @@ def claim(s: Session, job_id: int, worker: str) -> int | None:
     now = utcnow()
     row = s.execute(
         update(Job).where(Job.id == job_id, Job.status == Q)
-        .values(status=R, started_at=now, heartbeat_at=now, progress_at=now, worker=worker, error=None,
+        .values(revision=Job.revision + 1, status=R, started_at=now, heartbeat_at=now, progress_at=now,
+                worker=worker, error=None,
                 attempts=Job.attempts + 1, progress={"stage": "starting", "fraction": 0.0})
         .returning(Job.attempts, Job.task_id)
     ).first()
@@ -64,6 +89,7 @@ def claim(s: Session, job_id: int, worker: str) -> int | None:
         log.info("job %s not claimed (status %s)", job_id, s.scalar(select(Job.status).where(Job.id == job_id)))
         return None
     _mirror(s, row.task_id, R)
+    changed(s, job_id)
     return row.attempts
 
 
@@ -71,7 +97,8 @@ def progress(s: Session, job_id: int, attempt: int, info: dict[str, Any]) -> boo
     """Record progress (and that the job is alive and moving)."""
     now = utcnow()
     if s.execute(update(Job).where(*_run(job_id, attempt))
-                 .values(progress=info, heartbeat_at=now, progress_at=now)).rowcount:
+                 .values(revision=Job.revision + 1, progress=info, heartbeat_at=now, progress_at=now)).rowcount:
+        changed(s, job_id)
         return True
     return _stale("progress", job_id, attempt)
 
@@ -97,13 +124,14 @@ def succeed(s: Session, job_id: int, attempt: int, result: dict[str, Any], task:
     now = utcnow()
     row = s.execute(
         update(Job).where(*_run(job_id, attempt))
-        .values(status=JobStatus.succeeded, finished_at=now, heartbeat_at=now, result=result,
+        .values(revision=Job.revision + 1, status=JobStatus.succeeded, finished_at=now, heartbeat_at=now, result=result,
                 progress={**(last_progress or {}), "stage": "done", "fraction": 1.0})
         .returning(Job.task_id)
     ).first()
     if row is None:
         return _stale("success", job_id, attempt)
     _mirror(s, row.task_id, JobStatus.succeeded, now, **(task or {}))
+    changed(s, job_id)
     return True
 
 
@@ -117,11 +145,12 @@ def end(s: Session, job_id: int, attempt: int, status: JobStatus, error: str | N
     if stale_before is not None:
         where.append(getattr(Job, stale_before[0]) < stale_before[1])
     row = s.execute(update(Job).where(*where)
-                    .values(status=status, error=error, finished_at=now, heartbeat_at=now)
+                    .values(revision=Job.revision + 1, status=status, error=error, finished_at=now, heartbeat_at=now)
                     .returning(Job.task_id)).first()
     if row is None:
         return _stale(status.value, job_id, attempt)
     _mirror(s, row.task_id, status, now)
+    changed(s, job_id)
     return True
 
 
@@ -133,12 +162,13 @@ def requeue(s: Session, job_id: int, attempt: int, reason: str, stale_before: da
     if stale_before is not None:
         where.append(Job.heartbeat_at < stale_before)
     row = s.execute(update(Job).where(*where)
-                    .values(status=Q, worker=None, error=None, published_at=now,
+                    .values(revision=Job.revision + 1, status=Q, worker=None, error=None, published_at=now,
                             progress={"stage": "requeued", "fraction": 0.0, "reason": reason})
                     .returning(Job.task_id)).first()
     if row is None:
         return False  # it beat in between, or another reaper got there first: not an error
     _mirror(s, row.task_id, Q)
+    changed(s, job_id)
     return True
 
 
@@ -150,12 +180,16 @@ def cancel(s: Session, job_id: int) -> JobStatus | None:
     Returns the status it left the job in, or None when it was already final."""
     now = utcnow()
     row = s.execute(update(Job).where(Job.id == job_id, Job.status == Q)
-                    .values(status=JobStatus.cancelled, finished_at=now, cancel_requested=True)
+                    .values(revision=Job.revision + 1, status=JobStatus.cancelled, finished_at=now,
+                            cancel_requested=True)
                     .returning(Job.task_id)).first()
     if row is not None:
         _mirror(s, row.task_id, JobStatus.cancelled, now)
+        changed(s, job_id)
         return JobStatus.cancelled
-    if s.execute(update(Job).where(Job.id == job_id, Job.status == R).values(cancel_requested=True)).rowcount:
+    if s.execute(update(Job).where(Job.id == job_id, Job.status == R)
+                 .values(revision=Job.revision + 1, cancel_requested=True)).rowcount:
+        changed(s, job_id)
         return R
     return None
 
@@ -164,11 +198,12 @@ def fail_unsent(s: Session, job_id: int, error: str) -> bool:
     """queued → failed: its message could not be sent and the client is told so (503)."""
     now = utcnow()
     row = s.execute(update(Job).where(Job.id == job_id, Job.status == Q)
-                    .values(status=JobStatus.failed, error=error, finished_at=now)
+                    .values(revision=Job.revision + 1, status=JobStatus.failed, error=error, finished_at=now)
                     .returning(Job.task_id)).first()
     if row is None:
         return False
     _mirror(s, row.task_id, JobStatus.failed, now)
+    changed(s, job_id)
     return True
 
 

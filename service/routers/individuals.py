@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile, Query
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from service.auth import PREDICT, WriteKey
-from service.deps import MAX_ID, EnqueueDep, IdempotencyKey, ModelsDep, RowId, SessionDep, SettingsDep, StoreDep
+from service.deps import MAX_ID, EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
 from service.jobs import (DuplicateRequest, accepted, find_by_key, key_in_flight, key_scope, replay, request_hash,
                           stored_uploads, submit)
 from service.models import Individual, Job, JobKind, Learngene
@@ -29,7 +30,7 @@ from service.uploads import check_filename, parse_dataset, parse_images, read_up
 from service.weights import weights_response
 
 router = APIRouter(prefix="/individuals", tags=["individuals"])
-ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 503)}
+ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 429, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
@@ -117,12 +118,17 @@ def get_individual(individual_id: RowId, session: SessionDep) -> IndividualPubli
 
 @router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=AUTH_ERRORS,
              dependencies=[PREDICT])
-def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
-            session: SessionDep, settings: SettingsDep, models: ModelsDep) -> PredictionsPublic:
-    ind = get_or_404(session, Individual, individual_id, "individual")
-    session.close()  # free the connection while the model runs
-    images = parse_images(read_upload(file, settings), settings)
-    return PredictionsPublic(predictions=models.get(ind.weights_sha256).predict(images))
+async def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=".npz with x, or one image")],
+                  request: Request, settings: SettingsDep) -> PredictionsPublic:
+    digest = await run_in_threadpool(_weights_of, request, individual_id)
+    images = await run_in_threadpool(lambda: parse_images(read_upload(file, settings), settings))
+    # The model runs on the prediction pool (service/predict.py), batched with concurrent requests.
+    return PredictionsPublic(predictions=await request.app.state.predictor.predict(digest, images))
+
+
+def _weights_of(request: Request, individual_id: int) -> str:
+    with request.app.state.sessions() as session:
+        return get_or_404(session, Individual, individual_id, "individual").weights_sha256
 
 
 @router.get("/{individual_id}/weights", response_class=Response, responses={

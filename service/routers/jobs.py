@@ -11,13 +11,15 @@
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from service.auth import WRITE
 from service.deps import RowId, SessionDep, SettingsDep
-from service.events import HEADERS, EventStream, job_events
+from service.events import HEADERS, EventStream, Snapshot, job_events
 from service.jobs import cancel, job_public
 from service.models import Job, JobKind, JobStatus
 from service.pagination import PageDep, paginate
@@ -58,19 +60,23 @@ def cancel_job(job_id: RowId, session: SessionDep) -> JobPublic:
 @router.get("/{job_id}/events", response_class=EventStream, responses={
     200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
           "description": "server-sent events `status`, `progress` and, once the job is final, `end`; each `data:` "
-                         "is the job (JobPublic JSON), each event has an incrementing `id:`"},
-    404: {"model": ProblemDetail}})
-async def job_events_stream(job_id: RowId, request: Request, settings: SettingsDep) -> EventStream:
-    sessions = request.app.state.sessions
+                         "is the job (JobPublic JSON), each event's `id:` is the job's revision (send it back as "
+                         "Last-Event-ID to resume)"},
+    404: {"model": ProblemDetail}, 503: {"model": ProblemDetail}})
+async def job_events_stream(job_id: RowId, request: Request,
+                            last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**31 - 1,
+                                                                        description="resume: the last id received")]
+                            = None) -> EventStream:
+    sessions, signals = request.app.state.sessions, request.app.state.job_signals
 
-    def load() -> JobPublic | None:
+    def load() -> Snapshot | None:
         # A session per read: none is held open (nor a SQLite connection) for the life of the stream.
         with sessions() as session:
             job = session.get(Job, job_id)
-            return job_public(job) if job is not None else None
+            return (job.revision, job_public(job)) if job is not None else None
 
     first = await run_in_threadpool(load)
     if first is None:  # a 404 problem before any byte of the stream
         raise not_found("job", job_id)
-    return EventStream(job_events(first, load, request.is_disconnected, poll_s=settings.events_poll_s),
-                       headers=HEADERS)
+    stream = job_events(first, load, request.is_disconnected, signals.waiter(job_id), last_event_id=last_event_id)
+    return EventStream(signals.held(stream), headers=HEADERS)

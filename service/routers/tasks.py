@@ -26,7 +26,7 @@ from service.schemas import JobPublic, Page, TaskCreate, TaskPublic
 from service.uploads import parse_dataset, stage_upload
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
-ERRORS = {code: {"model": ProblemDetail} for code in (413, 422, 503)}
+ERRORS = {code: {"model": ProblemDetail} for code in (409, 413, 422, 429, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 

@@ -59,7 +59,9 @@ def test_an_npz_bomb_is_refused_before_it_is_inflated(tmp_path, make_task, kit):
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["ok"] == 202
-    assert report["status"] == 422 and report["body"]["type"] == "/problems/invalid-dataset", report
-    assert "unpack" in report["body"]["detail"] or "compressed" in report["body"]["detail"]
+    print(f"\nRELIABILITY npz bomb: API peak RSS {report['before_kb'] / 1024:.0f} MB before, "
+          f"{report['after_kb'] / 1024:.0f} MB after a refused 800 MB bomb ({bomb.stat().st_size >> 10} KB)")
     grown_mb = (report["after_kb"] - report["before_kb"]) / 1024
     assert grown_mb < 100, f"the API's peak memory grew by {grown_mb:.0f} MB for a refused upload"
+    assert report["status"] == 422 and report["body"]["type"] == "/problems/invalid-dataset", report
+    assert "unpack" in report["body"]["detail"] or "compressed" in report["body"]["detail"]
