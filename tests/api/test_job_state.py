@@ -127,3 +127,28 @@ def test_a_job_that_makes_no_progress_is_failed_with_the_reason(api, make_task, 
     with api.ctx.sessions() as s:
         assert s.scalar(select(func.count()).select_from(CollectiveVersion)) == 0
         assert s.get(Job, job_id).heartbeat_at == beat_after  # the woken worker wrote nothing more
+
+
+def test_cancel_during_learngene_extraction_ends_the_job_within_seconds(api, make_task):
+    """The validated extraction trains pseudo tasks after the collective's training: it reports its own stage
+    and stops on cancel like training does."""
+    api.settings.extract_method = "validated"
+    job_id = api.post_task(make_task(["a", "b", "c", "d", "e"], 12), epochs="1")["id"]
+    worker = threading.Thread(target=api.run_jobs)
+    worker.start()
+    try:
+        stage = None
+        for _ in range(3000):
+            stage = api.client.get(f"/jobs/{job_id}").json()["progress"].get("stage")
+            if stage in ("extracting learngene", "validate"):
+                break
+            threading.Event().wait(0.01)
+        assert stage in ("extracting learngene", "validate"), stage
+        assert api.client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    finally:
+        worker.join(30)
+    assert not worker.is_alive(), "the extraction did not stop"
+    job = api.client.get(f"/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["progress"]["fraction"] < 1.0, job
+    with api.ctx.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(CollectiveVersion)) == 0

@@ -71,14 +71,19 @@ def test_a_silenced_worker_taken_over_leaves_exactly_one_result(tmp_path, pg_url
                 os.killpg(w1.pid, signal.SIGCONT)
             assert done["status"] == "succeeded" and done["attempts"] == 2 and done["worker"].startswith("w2@"), done
             # The woken worker goes on until its next write, which is refused: it stops and writes nothing.
+            sessions = make_sessionmaker(make_engine(settings.database))
+
+            def individuals() -> int:
+                with sessions() as s:
+                    return s.scalar(select(func.count()).select_from(Individual))
+
             log = tmp_path / "w1.log"
-            wait_for(lambda: "stale write" in log.read_text(), 60, "w1 never noticed it lost the job")
+            wait_for(lambda: "stale write" in log.read_text() or individuals() > 1, 120, "w1 never woke up")
             time.sleep(1)
+            assert individuals() == 1
             after = client.get(f"/jobs/{job_id}").json()
             assert (after["status"], after["worker"], after["result"]) == ("succeeded", done["worker"], done["result"])
-            sessions = make_sessionmaker(make_engine(settings.database))
-            with sessions() as s:
-                assert s.scalar(select(func.count()).select_from(Individual)) == 1
+            assert "stale write" in log.read_text()
     finally:
         for proc in procs:
             if proc.poll() is None:
