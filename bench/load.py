@@ -195,6 +195,12 @@ def main() -> None:
         for proc in procs:
             stop(proc)
         shutil.rmtree(data, ignore_errors=True)
+        if args.broker_url:  # only this run's keys
+            import redis
+
+            client = redis.Redis.from_url(args.broker_url)
+            for key in client.scan_iter(match=f"{env['LEARNGENE_REDIS_KEY_PREFIX']}*"):
+                client.delete(key)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

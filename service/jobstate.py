@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Job, JobStatus, Task, utcnow
@@ -213,11 +213,12 @@ def fail_unsent(s: Session, job_id: int, error: str) -> bool:
 def unpublished(s: Session, cutoff: datetime, limit: int = 100) -> list[Job]:
     """Queued jobs whose last message is older than `cutoff`: it may never have been sent (a crash between
     commit and publish) or been lost. Sending one again is harmless: a second claim matches nothing."""
-    return list(s.scalars(select(Job).where(Job.status == Q, Job.published_at < cutoff)
-                          .order_by(Job.id).limit(limit)))
+    sent_before = or_(Job.published_at < cutoff, Job.published_at.is_(None))  # None: a job from before 0003
+    return list(s.scalars(select(Job).where(Job.status == Q, sent_before).order_by(Job.id).limit(limit)))
 
 
 def mark_published(s: Session, job: Job) -> bool:
     """Record a re-send; conditional, so two sweepers at once send a job once."""
-    return bool(s.execute(update(Job).where(Job.id == job.id, Job.status == Q, Job.published_at == job.published_at)
+    same = Job.published_at.is_(None) if job.published_at is None else Job.published_at == job.published_at
+    return bool(s.execute(update(Job).where(Job.id == job.id, Job.status == Q, same)
                           .values(published_at=utcnow())).rowcount)

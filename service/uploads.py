@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +64,8 @@ def stage_upload(file: UploadFile, settings: Settings, store: ArtifactStore) -> 
     digest, total = hashlib.sha256(), 0
     try:
         with os.fdopen(fd, "wb") as out:
-            file.file.seek(0)
-            while chunk := file.file.read(CHUNK):
+            for chunk in _chunks(file, settings):
                 total += len(chunk)
-                if total > settings.max_upload_bytes:
-                    raise too_large(settings.max_upload_bytes)
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -81,16 +79,20 @@ def too_large(max_bytes: int) -> Problem:
                    type="upload-too-large")
 
 
-def read_upload(file: UploadFile, settings: Settings) -> bytes:
-    """The uploaded file's bytes (already spooled by the form parser), refused above the limit."""
-    chunks, total = [], 0
+def _chunks(file: UploadFile, settings: Settings) -> Iterator[bytes]:
+    """The uploaded file (already spooled by the form parser) chunk by chunk; 413 past the limit."""
     file.file.seek(0)
+    total = 0
     while chunk := file.file.read(CHUNK):
         total += len(chunk)
         if total > settings.max_upload_bytes:
             raise too_large(settings.max_upload_bytes)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
+
+
+def read_upload(file: UploadFile, settings: Settings) -> bytes:
+    """A small upload's bytes (predictions), refused above the limit."""
+    return b"".join(_chunks(file, settings))
 
 
 def parse_dataset(data: bytes | Path, filename: str | None, settings: Settings, what: str = "file",

@@ -152,3 +152,27 @@ def test_cancel_during_learngene_extraction_ends_the_job_within_seconds(api, mak
     assert job["status"] == "cancelled" and job["progress"]["fraction"] < 1.0, job
     with api.ctx.sessions() as s:
         assert s.scalar(select(func.count()).select_from(CollectiveVersion)) == 0
+
+
+def test_the_sweeper_resends_a_queued_job_nobody_claimed_once(api, make_task):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from service.models import utcnow
+    from workers.reaper import sweep
+
+    fresh = api.post_task(make_task(["a", "b"], 4))["id"]
+    stuck = api.post_task(make_task(["c", "d"], 4))["id"]
+    api.sent.clear()
+    with api.ctx.sessions() as s:  # `stuck` was committed long ago and its message never went out
+        s.execute(update(Job).where(Job.id == stuck).values(published_at=utcnow() - timedelta(hours=1)))
+        s.commit()
+    api.settings.republish_after_s = 60
+    sent: list[int] = []
+    assert sweep(api.ctx.sessions, api.settings, lambda job: sent.append(job.id)) == [stuck]
+    assert sweep(api.ctx.sessions, api.settings, lambda job: sent.append(job.id)) == []  # not again at once
+    assert sent == [stuck] and fresh not in sent
+    api.sent.extend(sent)
+    api.run_jobs()
+    assert api.client.get(f"/jobs/{stuck}").json()["status"] == "succeeded"

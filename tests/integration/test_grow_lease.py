@@ -40,7 +40,7 @@ def test_an_upload_answers_while_the_same_collective_trains(tmp_path, pg_url, ma
             def upload() -> None:
                 answer["r"] = client.post("/tasks", files={"file": ("next.npz", make_task(["d", "e"], 6, seed=2))})
 
-            uploader = threading.Thread(target=upload)
+            uploader = threading.Thread(target=upload, daemon=True)
             uploader.start()
             uploader.join(5)  # generous: the bug made it wait for the whole training
             assert not uploader.is_alive(), "the upload waited for the training of its collective"
@@ -49,8 +49,8 @@ def test_an_upload_answers_while_the_same_collective_trains(tmp_path, pg_url, ma
             assert running["status"] == "running", running  # the grow was still training meanwhile
             with ctx.sessions() as s:
                 assert s.get(GrowLease, 1).job_id == long_job  # ... holding the collective's lease
-            assert client.post(f"/jobs/{long_job}/cancel").status_code == 202
         finally:
+            client.post(f"/jobs/{long_job}/cancel")
             grower.join(60)
         assert kit.wait_job(client, long_job, 30)["status"] == "cancelled"
         with ctx.sessions() as s:
