@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -59,18 +60,27 @@ def serve(settings: Settings, banner: str) -> None:
 def requeue_orphans(settings: Settings) -> int:
     """Embedded mode only: a job left `running` whose heartbeat stopped lost its worker (ours, which is not up
     yet) and its message (the on-disk broker removes a message once delivered), so put it back on the queue.
-    A job still beating belongs to another live `serve` on this data folder and is left alone."""
+    Its heartbeat is watched for two beats first: a job still beating belongs to another live `serve` on
+    this data folder and is left alone."""
     engine = make_engine(settings.database)
     sessions = make_sessionmaker(engine)
-    cutoff = utcnow() - timedelta(seconds=2 * settings.job_heartbeat_s + 1)
     with sessions() as s:
-        jobs = s.scalars(select(Job).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)).all()
-        requeued = [j for j in jobs if jobstate.requeue(s, j.id, j.attempts, "the service restarted", cutoff)]
-        s.commit()
+        running = s.scalars(select(Job).where(Job.status == JobStatus.running))
+        seen = {j.id: (j.attempts, j.heartbeat_at) for j in running}
+    requeued: list[Job] = []
+    if seen:
+        time.sleep(2 * settings.job_heartbeat_s + 1)
+        with sessions() as s:
+            for job_id, (attempt, beat) in seen.items():
+                not_since = (beat or utcnow()) + timedelta(microseconds=1)  # no heartbeat after the one seen
+                if jobstate.requeue(s, job_id, attempt, "the service restarted", stale_before=not_since):
+                    requeued.append(s.get(Job, job_id))
+            s.commit()
     if requeued:
         celery = make_celery(settings)
         for job in requeued:
             send_job(celery, job)
+        log.warning("requeued %d job(s) interrupted by the last shutdown", len(requeued))
     engine.dispose()
     return len(requeued)
 
@@ -191,8 +201,8 @@ def run(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings)
     register_env_key(settings)
-    if (n := requeue_orphans(settings)):
-        log.warning("requeued %d job(s) interrupted by the last shutdown", n)
+    # In the background: it watches heartbeats for a few seconds, and the API need not wait for that.
+    threading.Thread(target=requeue_orphans, args=(settings,), name="requeue-orphans", daemon=True).start()
     worker = WorkerProcess(settings)
     worker.start()
     # uvicorn re-raises the signal that stopped it once it is done; as an exception (not the default
