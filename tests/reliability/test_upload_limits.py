@@ -65,3 +65,26 @@ def test_an_npz_bomb_is_refused_before_it_is_inflated(tmp_path, make_task, kit):
     assert grown_mb < 100, f"the API's peak memory grew by {grown_mb:.0f} MB for a refused upload"
     assert report["status"] == 422 and report["body"]["type"] == "/problems/invalid-dataset", report
     assert "unpack" in report["body"]["detail"] or "compressed" in report["body"]["detail"]
+
+
+def test_an_npy_header_promising_more_than_its_member_holds_is_refused_from_the_header():
+    import io
+
+    import pytest
+
+    from learngene.data import DatasetError, load_dataset
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # stored, not deflated: no ratio to catch it
+        with zf.open("x.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                     "shape": (100_000, 64, 64)})
+            f.write(b"\0" * 100)
+        with zf.open("y.npy", "w") as f:
+            np.save(f, np.arange(3))
+    with pytest.raises(DatasetError, match="declares 409600000 bytes"):
+        load_dataset(buf.getvalue())
+    objects = io.BytesIO()
+    np.savez(objects, x=np.zeros((2, 4, 4), np.uint8), y=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(DatasetError, match="pickled objects"):
+        load_dataset(objects.getvalue())
