@@ -44,9 +44,9 @@ def run_task_job(ctx: WorkerContext, job_id: int, worker: str | None = None) -> 
 def _grow_on_head(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
     with ctx.sessions() as s:
         collective_id = s.get(Task, job.task_id).collective_id
-    _hold_lease(ctx, collective_id, job, reporter)
     try:
         for attempt in range(MAX_ATTEMPTS):
+            _hold_lease(ctx, collective_id, job, reporter)  # again after HeadMoved: the lease had lapsed
             try:
                 return _grow(ctx, job, reporter)
             except HeadMoved:
@@ -65,7 +65,7 @@ def _hold_lease(ctx: WorkerContext, collective_id: int, job: Job, reporter: Repo
         if reporter.should_stop():
             raise Cancelled("cancelled while waiting for the collective")
         time.sleep(ctx.settings.grow_lease_poll_s)
-    reporter.on_beat.append(lambda: lease.renew(ctx.sessions, collective_id, job.id, reporter.attempt, ttl))
+    reporter.on_beat[:] = [lambda: lease.renew(ctx.sessions, collective_id, job.id, reporter.attempt, ttl)]
 
 
 def _grow(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
