@@ -78,16 +78,21 @@ async def predictions(url: str, individual: int, clients: int, seconds: float) -
     """`clients` concurrent clients, each sending one-image requests back to back for `seconds`."""
     image = npz(x=np.random.default_rng(0).integers(0, 255, (1, 16, 16), dtype=np.uint8))
     latencies: list[float] = []
-    refused = 0
+    refused = errors = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         deadline = time.monotonic() + seconds
 
         async def one_client() -> None:
-            nonlocal refused
+            nonlocal refused, errors
             while time.monotonic() < deadline:
                 t = time.perf_counter()
-                r = await client.post(f"/individuals/{individual}/predictions", files={"file": ("x.npz", image)})
+                try:
+                    r = await client.post(f"/individuals/{individual}/predictions",
+                                          files={"file": ("x.npz", image)})
+                except httpx.TransportError:  # counted, not hidden: the table shows them
+                    errors += 1
+                    continue
                 if r.status_code == 200:
                     latencies.append(time.perf_counter() - t)
                 else:
@@ -96,7 +101,7 @@ async def predictions(url: str, individual: int, clients: int, seconds: float) -
         start = time.monotonic()
         await asyncio.gather(*(one_client() for _ in range(clients)))
         elapsed = time.monotonic() - start
-    return {"clients": clients, "requests": len(latencies), "refused": refused,
+    return {"clients": clients, "requests": len(latencies), "refused": refused, "errors": errors,
             "per_s": round(len(latencies) / elapsed, 1), "p50_ms": percentile_ms(latencies, 50),
             "p99_ms": percentile_ms(latencies, 99)}
 
@@ -194,6 +199,10 @@ def main() -> None:
     finally:
         for proc in procs:
             stop(proc)
+        logs = Path(args.out).parent / "load-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for log in data.glob("*.log"):
+            shutil.copy(log, logs / log.name)
         shutil.rmtree(data, ignore_errors=True)
         if args.broker_url:  # only this run's keys
             import redis
@@ -211,10 +220,12 @@ def main() -> None:
 def table(r: dict) -> str:
     lines = [f"Load benchmark: {r['database']} registry, {r['broker']} broker, {r['cpus']} CPUs"
              + (" (quick)" if r["quick"] else ""), "",
-             "| predictions, 1 image per request | clients | requests/s | p50 ms | p99 ms | 503s |", "|---|---|---|---|---|---|"]
+             "| predictions, 1 image per request | clients | requests/s | p50 ms | p99 ms | 503s | connection errors |",
+             "|---|---|---|---|---|---|---|"]
     by = {(p["mode"], p["clients"]): p for p in r["predictions"]}
     for (mode, clients), p in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        lines.append(f"| {mode} | {clients} | {p['per_s']} | {p['p50_ms']} | {p['p99_ms']} | {p['refused']} |")
+        lines.append(f"| {mode} | {clients} | {p['per_s']} | {p['p50_ms']} | {p['p99_ms']} | {p['refused']} | "
+                     f"{p['errors']} |")
     lines += ["", "| clients | batched / unbatched requests/s |", "|---|---|"]
     for clients in (1, 8, 64):
         b, u = by[("batched", clients)], by[("unbatched", clients)]

@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.plot_cache = PngCache()
     app.state.rate_limiter = RateLimiter()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(UploadSlots, slots=settings.max_concurrent_uploads)  # outermost: refuses before reading
+    app.add_middleware(UploadSlots, slots=settings.max_concurrent_uploads, wait_s=settings.upload_wait_s)  # outermost: refuses before reading
     install_problem_handlers(app)
     problems_in_openapi(app)
     for module in (health, collectives, tasks, learngenes, individuals, jobs, plots):

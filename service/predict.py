@@ -60,12 +60,12 @@ class Predictor:
     concurrent requests for the same model into one forward pass (dynamic batching, as BentoML and TorchServe
     do). A request beyond `max_queue` waiting ones is refused at once with 503 and Retry-After.
 
-        predictor = Predictor(models, threads=1, max_queue=64, max_batch=256, wait_s=0.005)
+        predictor = Predictor(models, threads=1, max_queue=64, max_batch=256, wait_s=0.0)
         predictions = await predictor.predict(individual.weights_sha256, images)
     """
 
     def __init__(self, models: ModelCache, threads: int = 1, max_queue: int = 64, max_batch: int = 256,
-                 wait_s: float = 0.005, batching: bool = True) -> None:
+                 wait_s: float = 0.0, batching: bool = True) -> None:
         self.models, self.max_batch, self.wait_s, self.batching = models, max_batch, wait_s, batching
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queue)
         self._threads = [threading.Thread(target=self._serve, name=f"predict-{i}", daemon=True)
@@ -106,7 +106,8 @@ class Predictor:
                 self._run(group)
 
     def _gather(self, batch: list[_Request]) -> None:
-        """Add the requests arriving within `wait_s`, up to `max_batch` images."""
+        """Add the requests waiting now or arriving within `wait_s`, up to `max_batch` images. With `wait_s` 0
+        a lone request runs at once, and under load each pass takes all that queued during the last one."""
         deadline, count = time.monotonic() + self.wait_s, len(batch[0].images)
         while count < self.max_batch:
             try:

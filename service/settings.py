@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     max_inflated_bytes: int = Field(512 * 1024**2, description="an archive (.npz or .zip) declaring more "
                                     "unpacked bytes than this is refused before anything is inflated")
     max_inflation_ratio: float = Field(200.0, description="an archive member compressed more than this is refused")
-    max_concurrent_uploads: int = Field(8, ge=1, description="dataset uploads handled at once; more get 503")
+    max_concurrent_uploads: int = Field(8, ge=1, description="dataset uploads handled at once; more wait")
+    upload_wait_s: float = Field(60.0, ge=0, description="how long an upload waits for a slot (body unread) "
+                                 "before a 503")
     page_size: int = 50
     max_page_size: int = 500
     retry_after_s: int = Field(2, description="Retry-After sent while a job is queued or running")
@@ -45,7 +47,9 @@ class Settings(BaseSettings):
     predict_threads: int = Field(1, ge=1, description="threads running prediction batches")
     predict_queue: int = Field(64, ge=1, description="prediction requests waiting at most; more get 503")
     predict_batch: int = Field(256, ge=1, description="most images in one batched forward pass")
-    predict_batch_wait_s: float = Field(0.005, ge=0, description="how long a batch waits for more requests")
+    predict_batch_wait_s: float = Field(
+        0.0, ge=0, description="how long a batch waits for more requests (0: it takes those already waiting, "
+        "which adds no latency when idle and batches under load)")
 
     # Rate limits per API key (service/auth.py): requests per minute, 0 = unlimited.
     rate_limit_writes: int = Field(0, ge=0, description="mutating requests per minute per API key (0: off)")

@@ -11,11 +11,13 @@ compression ratio, and each array's header.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,16 +153,25 @@ class BodyLimit:
 
 class UploadSlots:
     """ASGI middleware: at most `slots` dataset uploads (multipart POSTs other than predictions) at once, each
-    spooled to disk and parsed; one more is answered 503 with Retry-After before its body is read."""
+    spooled to disk and parsed. One more waits up to `wait_s` for a slot with its body unread (TCP holds the
+    client back, so waiting costs no memory), then is answered 503 with Retry-After."""
 
-    def __init__(self, app: ASGIApp, slots: int, retry_after_s: int = 5) -> None:
-        self.app, self.retry_after_s = app, retry_after_s
+    def __init__(self, app: ASGIApp, slots: int, wait_s: float = 0.0, retry_after_s: int = 5) -> None:
+        self.app, self.wait_s, self.retry_after_s = app, wait_s, retry_after_s
         self.slots = threading.BoundedSemaphore(max(1, slots))
+
+    async def _acquire(self) -> bool:
+        deadline = time.monotonic() + self.wait_s
+        while not self.slots.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)  # polled: the semaphore is shared by whatever event loops serve the app
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _is_upload(scope):
             return await self.app(scope, receive, send)
-        if not self.slots.acquire(blocking=False):
+        if not await self._acquire():
             body = json.dumps({"type": "/problems/too-many-uploads", "title": "Too many uploads", "status": 503,
                                "detail": "the service is taking as many uploads as it can; retry shortly",
                                "instance": scope.get("path")}).encode()

@@ -75,7 +75,8 @@ def test_writes_past_the_rate_limit_get_429_with_retry_after(api):
     assert api.client.get("/collectives").status_code == 200  # reads are not limited
 
 
-def test_uploads_past_the_cap_get_503_before_their_body_is_read():
+@pytest.mark.parametrize("wait_s", [0.0, 0.3])
+def test_uploads_past_the_cap_wait_then_get_503_before_their_body_is_read(wait_s):
     entered, release = threading.Event(), threading.Event()
 
     async def slow_app(scope, receive, send):
@@ -84,18 +85,20 @@ def test_uploads_past_the_cap_get_503_before_their_body_is_read():
         await send({"type": "http.response.start", "status": 202, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    app = UploadSlots(slow_app, slots=1)
+    app = UploadSlots(slow_app, slots=1, wait_s=wait_s)
 
     async def scenario() -> tuple[int, int, str]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             first = asyncio.create_task(client.post("/tasks", files={"file": ("a.npz", b"1")}))
             await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
-            second = await client.post("/tasks", files={"file": ("b.npz", b"2")})
+            second = await client.post("/tasks", files={"file": ("b.npz", b"2")})  # after waiting wait_s
             release.set()
-            return (await first).status_code, second.status_code, second.headers.get("retry-after")
+            done = await first
+            third = await client.post("/tasks", files={"file": ("c.npz", b"3")})  # the slot is free again
+            return [done.status_code, second.status_code, second.headers.get("retry-after"), third.status_code]
 
-    assert asyncio.run(scenario()) == (202, 503, "5")
+    assert asyncio.run(scenario()) == [202, 503, "5", 202]
 
 
 @pytest.fixture
