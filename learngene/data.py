@@ -43,8 +43,68 @@ class Limits:
     max_samples: int = 200_000
     max_side: int = 1024  # images larger than this on either side are refused
     max_zip_members: int = 100_000
-    max_zip_uncompressed: int = 2 * 1024**3
+    max_zip_uncompressed: int = 2 * 1024**3  # total inflated bytes, for .npz and .zip alike
     max_zip_ratio: float = 200.0  # a member compressed more than this is treated as a bomb
+
+
+RATIO_FLOOR = 1 << 20  # members inflating to less than this are too small to be a bomb, whatever their ratio
+
+
+def check_archive(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
+    """Refuse an archive before inflating anything: member count, total inflated size, compression ratio.
+
+    The sizes are those the archive declares; `zipfile` never inflates a member past its declared size,
+    so they bound what reading it can cost.
+    """
+    members = [m for m in zf.infolist() if not m.is_dir()]
+    if len(members) > limits.max_zip_members:
+        raise DatasetError(f"the archive has {len(members)} files, more than the limit of {limits.max_zip_members}")
+    total = sum(m.file_size for m in members)
+    if total > limits.max_zip_uncompressed:
+        raise DatasetError(f"the archive would unpack to {total} bytes, more than {limits.max_zip_uncompressed}")
+    for m in members:
+        if m.file_size > RATIO_FLOOR and m.file_size / max(m.compress_size, 1) > limits.max_zip_ratio:
+            raise DatasetError(f"archive member {m.filename!r} is compressed "
+                               f"{m.file_size // max(m.compress_size, 1)}:1, a likely zip bomb")
+    return members
+
+
+def npy_header(zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an `.npy` member, read from its header alone; refused if the header promises more
+    bytes than the member holds, or objects (which only pickle could read)."""
+    fmt = np.lib.format
+    try:
+        with zf.open(member) as f:
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _fortran, dtype = read(f)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"{member.filename!r} is not a readable .npy array: {e}") from e
+    if dtype.hasobject:
+        raise DatasetError("the .npz holds pickled objects, which are refused; use numeric or string arrays")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > member.file_size:
+        raise DatasetError(f"{member.filename!r} declares {nbytes} bytes of data but holds at most "
+                           f"{member.file_size}")
+    return tuple(shape), dtype
+
+
+def check_npz(zf: zipfile.ZipFile, limits: Limits) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Every check an `.npz` can pass without inflating its arrays: the archive's sizes, each array's
+    header, and the image array's shape and type against the limits."""
+    check_archive(zf, limits)
+    headers = {m.filename[:-4]: npy_header(zf, m) for m in zf.infolist() if m.filename.endswith(".npy")}
+    if "x" in headers:
+        shape, dtype = headers["x"]
+        if dtype != np.uint8 and dtype.kind != "f":  # floats get the full check (NaN or type) once read
+            raise DatasetError(f"images x must be uint8 (0..255), got {dtype}")
+        if len(shape) not in (3, 4):
+            raise DatasetError(f"images x must have rank 3 (N,H,W) or 4 (N,H,W,C), got shape {shape}")
+        if shape[0] > limits.max_samples:
+            raise DatasetError(f"too many images: {shape[0]} > {limits.max_samples}")
+        if shape[1] > limits.max_side or shape[2] > limits.max_side:
+            raise DatasetError(f"images of {shape[1]}x{shape[2]} exceed the limit of {limits.max_side} pixels a side")
+    return headers
 
 
 @dataclass
@@ -151,12 +211,17 @@ def load_npz(source: bytes | str | Path, limits: Limits | None = None) -> TaskDa
     limits = limits or Limits()
     stream = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     try:
-        with stream, np.load(stream, allow_pickle=False) as archive:
+        with stream:
+            with zipfile.ZipFile(stream) as zf:
+                check_npz(zf, limits)
+            stream.seek(0)
+            archive = np.load(stream, allow_pickle=False)
             if "x" not in archive.files:
                 raise DatasetError("the .npz has no array named 'x' (the images)")
             x = archive["x"]
             raw_y = archive["y"] if "y" in archive.files else None
             names = archive["class_names"] if "class_names" in archive.files else None
+            archive.close()
     except DatasetError:
         raise
     except ValueError as e:
@@ -179,6 +244,8 @@ def load_images_npz(source: bytes, limits: Limits | None = None) -> np.ndarray:
     """Read unlabelled images (`x` only) from an `.npz`, for prediction."""
     limits = limits or Limits()
     try:
+        with zipfile.ZipFile(io.BytesIO(source)) as zf:
+            check_npz(zf, limits)
         with np.load(io.BytesIO(source), allow_pickle=False) as archive:
             if "x" not in archive.files:
                 raise DatasetError("the .npz has no array named 'x' (the images)")
@@ -237,12 +304,7 @@ def load_zip(source: bytes | str | Path, limits: Limits | None = None) -> TaskDa
     except (zipfile.BadZipFile, OSError) as e:
         raise DatasetError(f"not a readable .zip file: {e}") from e
     with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > limits.max_zip_members:
-            raise DatasetError(f"the zip has {len(members)} files, more than the limit of {limits.max_zip_members}")
-        total = sum(m.file_size for m in members)
-        if total > limits.max_zip_uncompressed:
-            raise DatasetError(f"the zip would unpack to {total} bytes, more than {limits.max_zip_uncompressed}")
+        members = check_archive(zf, limits)
         images: list[np.ndarray] = []
         labels: list[str] = []
         for m in members:
@@ -291,19 +353,24 @@ def load_dataset(source: bytes | str | Path, filename: str | None = None, limits
 
     A `.npz` is itself a zip, so `.npy` members tell them apart.
     """
-    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
-    if not data:
+    if isinstance(source, (str, Path)):  # a file is read member by member, never whole
+        with open(source, "rb") as f:
+            head = f.read(4)
+    else:
+        head = source[:4]
+    if not head:
         raise DatasetError("the upload is empty")
-    if data[:4] != b"PK\x03\x04" and data[:4] != b"PK\x05\x06":
+    if head != b"PK\x03\x04" and head != b"PK\x05\x06":
         hint = f" ({filename})" if filename else ""
         raise DatasetError(f"unsupported file{hint}: expected an .npz or a .zip of class folders")
     try:
-        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as zf:
+            names = zf.namelist()
     except zipfile.BadZipFile as e:
         raise DatasetError(f"not a readable .npz or .zip file: {e}") from e
     if any(n.endswith(".npy") for n in names):
-        return load_npz(data, limits)
-    return load_zip(data, limits)
+        return load_npz(source, limits)
+    return load_zip(source, limits)
 
 
 def save_npz(ds: TaskDataset, path: str | Path | io.BytesIO) -> None:

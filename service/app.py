@@ -14,18 +14,20 @@ from fastapi import FastAPI
 
 from service import ui
 from service.artifacts import ArtifactStore
+from service.auth import RateLimiter
 from service.db import make_engine, make_sessionmaker
+from service.events import JobSignals, install_publisher
 from service.jobs import Enqueue
 from service.observability import install_observability
 from service.known_fields import KnownFieldsOnly
 from service.openapi import contract_in_openapi, install_docs, package_version
-from service.predict import ModelCache
+from service.predict import ModelCache, Predictor
 from service.problems import ProblemDetail, install_problem_handlers, problems_in_openapi
 from service.queue import make_celery, send_job
 from service.routers import aliases, collectives, health, individuals, jobs, learngenes, plots, tasks
 from service.routers.plots import PngCache
 from service.settings import Settings
-from service.uploads import BodyLimit
+from service.uploads import BodyLimit, UploadSlots
 
 DESCRIPTION = """A model service on the Learngene paradigm: upload task datasets to grow a collective network,
 browse the learngenes extracted from it, and order few-shot individual models built on them.
@@ -38,8 +40,10 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     celery = make_celery(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(app: FastAPI):
         yield
+        app.state.job_signals.close()
+        app.state.predictor.close()
         engine.dispose()
 
     app = FastAPI(title="Learngene service", version=package_version(), description=DESCRIPTION, lifespan=lifespan,
@@ -48,14 +52,22 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
+    install_publisher(app.state.sessions, settings)  # cancels and refusals wake event streams too
+    app.state.job_signals = JobSignals(settings)
     app.state.store = ArtifactStore(settings.artifacts)
     app.state.celery = celery
     app.state.enqueue = enqueue or (lambda job: send_job(celery, job))
     app.state.models = ModelCache(app.state.store, settings.model_cache_size,
                                   on_first_load=settings.apply_torch_threads)
+    app.state.predictor = Predictor(app.state.models, settings.predict_threads, settings.predict_queue,
+                                    settings.predict_batch, settings.predict_batch_wait_s)
     app.state.plot_cache = PngCache()
+    app.state.rate_limiter = RateLimiter()
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
-    install_observability(app)  # outermost: every answer carries its request id
+    # Uploads past the concurrency cap are refused before their body is read; observability is outermost, so
+    # every answer (a refusal too) carries its request id.
+    app.add_middleware(UploadSlots, slots=settings.max_concurrent_uploads, wait_s=settings.upload_wait_s)
+    install_observability(app)
     install_problem_handlers(app)
     problems_in_openapi(app)
     contract_in_openapi(app)

@@ -56,6 +56,25 @@ class ArtifactStore:
             raise
         return digest
 
+    @property
+    def staging(self) -> Path:
+        """Where uploads are written while they arrive (same file system, so `adopt` is a rename)."""
+        folder = self.root / ".staging"
+        folder.mkdir(exist_ok=True)
+        return folder
+
+    def adopt(self, path: Path, digest: str) -> str:
+        """Move a file already hashed to `digest` (see service.uploads.stage_upload) under its name."""
+        final = self.path(digest)
+        if final.exists():
+            Path(path).unlink(missing_ok=True)
+            return digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(path, final)
+        return digest
+
     def get(self, digest: str) -> bytes:
         try:
             data = self.path(digest).read_bytes()

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
+import threading
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -72,35 +75,79 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, type="unauthorized", headers={"WWW-Authenticate": REALM})
 
 
-def require(scope: str):
-    """A dependency: the request must carry a live key whose scope covers `scope` ('read' < 'write')."""
+class RateLimiter:
+    """Requests per minute per API key (per client address with auth off), as token buckets in this process:
+    a burst of `per_minute` is allowed, then one request every 60/per_minute seconds."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, bucket: str, who: str, per_minute: int) -> float:
+        """0 if the request may go now, else the seconds until it may."""
+        if per_minute <= 0:
+            return 0.0
+        rate, now = per_minute / 60.0, time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get((bucket, who), (float(per_minute), now))
+            tokens = min(float(per_minute), tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[(bucket, who)] = (tokens, now)
+                return (1.0 - tokens) / rate
+            self._buckets[(bucket, who)] = (tokens - 1.0, now)
+            return 0.0
+
+
+def _rate_limit(request: Request, bucket: str | None, key: ApiKey | None) -> None:
+    if bucket is None:
+        return
+    settings: Settings = request.app.state.settings
+    per_minute = settings.rate_limit_writes if bucket == "writes" else settings.rate_limit_predictions
+    who = f"key:{key.id}" if key is not None else f"addr:{request.client.host if request.client else '-'}"
+    wait = request.app.state.rate_limiter.take(bucket, who, per_minute)
+    if wait:
+        raise Problem(429, "Too many requests", f"more than {per_minute} {bucket} per minute for this API key; "
+                      "retry later", type="rate-limited", headers={"Retry-After": str(math.ceil(wait))})
+
+
+def require(scope: str, bucket: str | None = None):
+    """A dependency: the request must carry a live key whose scope covers `scope` ('read' < 'write');
+    `bucket` ("writes", "predictions"): also counted against that key's rate limit (429 past it)."""
 
     def check(request: Request,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey | None:
-        settings: Settings = request.app.state.settings
-        if not settings.auth:
-            return None
-        if credentials is None:
-            sent = request.headers.get("authorization", "").strip()
-            if sent:  # a key without its scheme (or another scheme): say what is missing, never echo the value
-                raise _unauthorized("the Authorization header has no `Bearer` scheme: send "
-                                    "`Authorization: Bearer <key>` (the word Bearer, a space, then the key)")
-            raise _unauthorized("this endpoint needs an API key: send `Authorization: Bearer <key>`")
-        with request.app.state.sessions() as s:
-            key = lookup(s, credentials.credentials)
-            if key is not None:
-                s.expunge(key)
-        if key is None:
-            raise _unauthorized("the API key is unknown or revoked")
-        if scope == "write" and key.scope != "write":
-            log.info("api key %s (scope %s) refused on %s %s", key.id, key.scope, request.method, request.url.path)
-            raise Problem(403, "Forbidden", f"this endpoint needs a key with scope 'write'; key {key.id} has "
-                          f"scope '{key.scope}'", type="insufficient-scope",
-                          headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="write"'})
+        key = _authenticate(request, credentials, scope)
+        _rate_limit(request, bucket, key)
         return key
 
     return Depends(check)
 
 
-WRITE = require("write")
+def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None, scope: str) -> ApiKey | None:
+    settings: Settings = request.app.state.settings
+    if not settings.auth:
+        return None
+    if credentials is None:
+        sent = request.headers.get("authorization", "").strip()
+        if sent:  # a key without its scheme (or another scheme): say what is missing, never echo the value
+            raise _unauthorized("the Authorization header has no `Bearer` scheme: send "
+                                "`Authorization: Bearer <key>` (the word Bearer, a space, then the key)")
+        raise _unauthorized("this endpoint needs an API key: send `Authorization: Bearer <key>`")
+    with request.app.state.sessions() as s:
+        key = lookup(s, credentials.credentials)
+        if key is not None:
+            s.expunge(key)
+    if key is None:
+        raise _unauthorized("the API key is unknown or revoked")
+    if scope == "write" and key.scope != "write":
+        log.info("api key %s (scope %s) refused on %s %s", key.id, key.scope, request.method, request.url.path)
+        raise Problem(403, "Forbidden", f"this endpoint needs a key with scope 'write'; key {key.id} has "
+                      f"scope '{key.scope}'", type="insufficient-scope",
+                      headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="write"'})
+    return key
+
+
+WRITE = require("write", "writes")
 READ = require("read")
+PREDICT = require("read", "predictions")
+WriteKey = Annotated[ApiKey | None, WRITE]

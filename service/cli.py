@@ -20,14 +20,17 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
-from sqlalchemy import make_url, select, update
+from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session
 
+from service import jobstate
 from service.auth import ensure_key
 from service.db import make_engine, make_sessionmaker
 from service.migrate import upgrade
@@ -76,23 +79,33 @@ def _serve_http(settings: Settings, banner: str) -> None:
 
 
 def requeue_orphans(settings: Settings) -> int:
-    """Embedded mode only: a job left `running` lost its worker (ours, which is not up yet) and its message
-    (the on-disk broker removes a message once delivered), so put it back on the queue."""
+    """Embedded mode only: a job left `running` whose heartbeat stopped lost its worker (ours, which is not up
+    yet) and its message (the on-disk broker removes a message once delivered), so put it back on the queue.
+    Its heartbeat is watched for two beats first: a job still beating belongs to another live `serve` on
+    this data folder and is left alone."""
     engine = make_engine(settings.database)
     sessions = make_sessionmaker(engine)
     with sessions() as s:
-        jobs = s.scalars(select(Job).where(Job.status == JobStatus.running)).all()
-        for job in jobs:
-            s.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.queued, worker=None))
-        s.commit()
-    if jobs:
+        running = s.scalars(select(Job).where(Job.status == JobStatus.running))
+        seen = {j.id: (j.attempts, j.heartbeat_at) for j in running}
+    requeued: list[Job] = []
+    if seen:
+        time.sleep(2 * settings.job_heartbeat_s + 1)
+        with sessions() as s:
+            for job_id, (attempt, beat) in seen.items():
+                not_since = (beat or utcnow()) + timedelta(microseconds=1)  # no heartbeat after the one seen
+                if jobstate.requeue(s, job_id, attempt, "the service restarted", stale_before=not_since):
+                    requeued.append(s.get(Job, job_id))
+            s.commit()
+    if requeued:
         from service.queue import make_celery, send_job
 
         celery = make_celery(settings)
-        for job in jobs:
+        for job in requeued:
             send_job(celery, job)
+        log.warning("requeued %d job(s) interrupted by the last shutdown", len(requeued))
     engine.dispose()
-    return len(jobs)
+    return len(requeued)
 
 
 class WorkerProcess:
@@ -227,8 +240,8 @@ def serve(settings: Settings) -> None:
     say_registry(settings)
     upgrade(settings)
     register_env_key(settings)
-    if (n := requeue_orphans(settings)):
-        log.warning("requeued %d job(s) interrupted by the last shutdown", n)
+    # In the background: it watches heartbeats for a few seconds, and the API need not wait for that.
+    threading.Thread(target=requeue_orphans, args=(settings,), name="requeue-orphans", daemon=True).start()
     worker = WorkerProcess(settings)
     worker.start()
     try:

@@ -173,7 +173,9 @@ class Individual(Base):
 
 class Job(Base):
     __tablename__ = "job"
-    __table_args__ = (UniqueConstraint("kind", "idempotency_key", name="uq_job_idempotency"),)
+    # An Idempotency-Key is unique per API key (its scope), not across the whole service.
+    __table_args__ = (UniqueConstraint("kind", "idempotency_scope", "idempotency_key",
+                                       name="uq_job_idempotency_scoped"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[JobKind] = mapped_column(Enum(JobKind, native_enum=False, create_constraint=False, length=16))
@@ -185,12 +187,30 @@ class Job(Base):
     task_id: Mapped[int | None] = mapped_column(ForeignKey("task.id"), index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    idempotency_scope: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The fencing token: each claim adds one, and every later write of that run names the number it got.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None]
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # +1 per change: the SSE id
+    progress_at: Mapped[datetime | None]  # the last progress write: a live heartbeat without it is a stall
+    published_at: Mapped[datetime | None] = mapped_column(default=utcnow)  # the last message sent for it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class GrowLease(Base):
+    """Who may grow a collective now: one job run (job id and attempt) until `expires_at`, renewed while it
+    trains. Taken, renewed and released in short transactions, so nothing waits on a lock during training."""
+
+    __tablename__ = "grow_lease"
+
+    collective_id: Mapped[int] = mapped_column(ForeignKey("collective.id"), primary_key=True)
+    job_id: Mapped[int]
+    attempt: Mapped[int]
+    expires_at: Mapped[datetime]
 
 
 class Worker(Base):

@@ -41,11 +41,32 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_upload_bytes: int = Field(256 * 1024**2, description="a request body above this is refused with 413")
+    max_inflated_bytes: int = Field(512 * 1024**2, description="an archive (.npz or .zip) declaring more "
+                                    "unpacked bytes than this is refused before anything is inflated")
+    max_inflation_ratio: float = Field(200.0, description="an archive member compressed more than this is refused")
+    max_concurrent_uploads: int = Field(8, ge=1, description="dataset uploads handled at once; more wait")
+    upload_wait_s: float = Field(60.0, ge=0, description="how long an upload waits for a slot (body unread) "
+                                 "before a 503")
     page_size: int = 50
     max_page_size: int = 500
     retry_after_s: int = Field(2, description="Retry-After sent while a job is queued or running")
     model_cache_size: int = Field(8, description="individual models kept loaded for predictions")
     events_poll_s: float = Field(0.5, gt=0, description="how often GET /jobs/{id}/events reads the job (no pub/sub)")
+
+    # Events (service/events.py): pushed through Redis pub/sub when the broker is Redis.
+    max_event_streams: int = Field(256, ge=1, description="open GET /jobs/{id}/events streams; more get 503")
+
+    # Predictions (service/predict.py): a bounded pool batching concurrent requests.
+    predict_threads: int = Field(1, ge=1, description="threads running prediction batches")
+    predict_queue: int = Field(64, ge=1, description="prediction requests waiting at most; more get 503")
+    predict_batch: int = Field(256, ge=1, description="most images in one batched forward pass")
+    predict_batch_wait_s: float = Field(
+        0.0, ge=0, description="how long a batch waits for more requests (0: it takes those already waiting, "
+        "which adds no latency when idle and batches under load)")
+
+    # Rate limits per API key (service/auth.py): requests per minute, 0 = unlimited.
+    rate_limit_writes: int = Field(0, ge=0, description="mutating requests per minute per API key (0: off)")
+    rate_limit_predictions: int = Field(0, ge=0, description="prediction requests per minute per key (0: off)")
 
     # API keys (service/auth.py).
     auth: bool = Field(True, description="require API keys on mutating endpoints; LEARNGENE_AUTH=off for local use only")
@@ -77,6 +98,14 @@ class Settings(BaseSettings):
         60.0, description="a running job silent this long lost its worker: the reaper requeues or fails it")
     reaper_interval_s: float = Field(15.0, description="how often each worker looks for such jobs")
     max_attempts: int = Field(3, ge=1, description="runs a job gets before a lost worker fails it")
+    job_stall_s: float = Field(
+        1800.0, ge=0, description="a running job that reports no progress this long (its process alive) is failed; "
+        "0: never")
+    republish_after_s: float = Field(
+        120.0, gt=0, description="a job queued this long with nobody claiming it has its message sent again")
+    grow_time_limit_s: int = Field(6 * 3600, ge=1, description="Celery hard time limit of a grow job")
+    individual_time_limit_s: int = Field(3600, ge=1, description="Celery hard time limit of an individual job")
+    grow_lease_poll_s: float = Field(1.0, gt=0, description="how often a grow job waiting for its collective looks")
     torch_threads: int = Field(
         1, ge=0, description="CPU threads per process for torch (0: torch's default). One is right when API and "
         "worker share a few cores: torch's spinning threads collapse when the machine is oversubscribed")

@@ -1,18 +1,33 @@
 """Reading uploads: size-limited bodies, datasets and images, with problem+json on anything wrong.
 
-    data = read_upload(file, settings)                      # 413 above LEARNGENE_MAX_UPLOAD_BYTES
-    ds = parse_dataset(data, file.filename, settings)       # 422 with the reader's message
+    staged = stage_upload(file, settings, store)            # to disk, hashed while copied; 413 above the limit
+    ds = parse_dataset(staged.path, file.filename, settings)  # 422 with the reader's message
+    data = read_upload(file, settings)                      # small bodies (predictions): bytes
     app.add_middleware(BodyLimit, max_bytes=...)            # refuses a too-large body before it is read
+    app.add_middleware(UploadSlots, slots=...)              # 503 + Retry-After past N uploads at once
+
+Archives are checked before anything is inflated (learngene.data.check_npz / check_archive): declared sizes,
+compression ratio, and each array's header.
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from learngene.data import DatasetError, Limits, TaskDataset, decode_image, load_dataset, load_images_npz
+from service.artifacts import ArtifactStore
 from service.problems import PROBLEM_JSON, Problem
 from service.settings import Settings
 
@@ -22,10 +37,48 @@ DATASET_FILE = ("a labelled dataset: an .npz with `x` (N, H, W[, C] uint8) and `
                 "`class_name/image` files; not empty")
 IMAGE_FORMATS = "PNG, JPEG, GIF, BMP, TIFF or WebP"
 IMAGES_FILE = f"images to classify: an .npz with `x` (N, H, W[, C] uint8), or one image ({IMAGE_FORMATS}); not empty"
+MAX_FILENAME = 200  # a task is named after its file: Task.name is String(200)
 
 
 def limits(settings: Settings) -> Limits:
-    return Limits(max_samples=settings.max_samples, max_side=settings.max_image_side)
+    return Limits(max_samples=settings.max_samples, max_side=settings.max_image_side,
+                  max_zip_uncompressed=settings.max_inflated_bytes, max_zip_ratio=settings.max_inflation_ratio)
+
+
+@dataclass
+class StagedUpload:
+    """An upload copied to the store's staging folder; `ArtifactStore.adopt` moves it under its hash."""
+
+    path: Path
+    sha256: str
+    size: int
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def check_filename(name: str | None, what: str = "file") -> None:
+    if name is not None and len(name) > MAX_FILENAME:
+        raise Problem(422, "Invalid filename", f"{what}: the file name has {len(name)} characters, more than "
+                      f"{MAX_FILENAME}", type="invalid-filename")
+
+
+def stage_upload(file: UploadFile, settings: Settings, store: ArtifactStore) -> StagedUpload:
+    """Copy the (already spooled) upload to disk in chunks, hashing as it goes; 413 past the limit."""
+    check_filename(file.filename)
+    folder = store.staging
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="upload-")
+    digest, total = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in _chunks(file, settings):
+                total += len(chunk)
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return StagedUpload(Path(tmp), digest.hexdigest(), total)
 
 
 def too_large(max_bytes: int) -> Problem:
@@ -33,19 +86,23 @@ def too_large(max_bytes: int) -> Problem:
                    type="upload-too-large")
 
 
-def read_upload(file: UploadFile, settings: Settings) -> bytes:
-    """The uploaded file's bytes (already spooled by the form parser), refused above the limit."""
-    chunks, total = [], 0
+def _chunks(file: UploadFile, settings: Settings) -> Iterator[bytes]:
+    """The uploaded file (already spooled by the form parser) chunk by chunk; 413 past the limit."""
     file.file.seek(0)
+    total = 0
     while chunk := file.file.read(CHUNK):
         total += len(chunk)
         if total > settings.max_upload_bytes:
             raise too_large(settings.max_upload_bytes)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
 
 
-def parse_dataset(data: bytes, filename: str | None, settings: Settings, what: str = "file",
+def read_upload(file: UploadFile, settings: Settings) -> bytes:
+    """A small upload's bytes (predictions), refused above the limit."""
+    return b"".join(_chunks(file, settings))
+
+
+def parse_dataset(data: bytes | Path, filename: str | None, settings: Settings, what: str = "file",
                   min_classes: int = 2, min_per_class: int = 1) -> TaskDataset:
     try:
         return load_dataset(data, filename=filename, limits=limits(settings)).require(min_classes, min_per_class)
@@ -118,3 +175,45 @@ class BodyLimit:
                     "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+class UploadSlots:
+    """ASGI middleware: at most `slots` dataset uploads (multipart POSTs other than predictions) at once, each
+    spooled to disk and parsed. One more waits up to `wait_s` for a slot with its body unread (TCP holds the
+    client back, so waiting costs no memory), then is answered 503 with Retry-After."""
+
+    def __init__(self, app: ASGIApp, slots: int, wait_s: float = 0.0, retry_after_s: int = 5) -> None:
+        self.app, self.wait_s, self.retry_after_s = app, wait_s, retry_after_s
+        self.slots = threading.BoundedSemaphore(max(1, slots))
+
+    async def _acquire(self) -> bool:
+        deadline = time.monotonic() + self.wait_s
+        while not self.slots.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)  # polled: the semaphore is shared by whatever event loops serve the app
+        return True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_upload(scope):
+            return await self.app(scope, receive, send)
+        if not await self._acquire():
+            body = json.dumps({"type": "/problems/too-many-uploads", "title": "Too many uploads", "status": 503,
+                               "detail": "the service is taking as many uploads as it can; retry shortly",
+                               "instance": scope.get("path")}).encode()
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", PROBLEM_JSON.encode()),
+                                    (b"content-length", str(len(body)).encode()),
+                                    (b"retry-after", str(self.retry_after_s).encode()), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.release()
+
+
+def _is_upload(scope: Scope) -> bool:
+    if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].endswith("/predictions"):
+        return False
+    return dict(scope["headers"]).get(b"content-type", b"").startswith(b"multipart/form-data")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.artifacts import ArtifactStore
 from service.db import make_engine, make_sessionmaker
+from service.events import install_publisher
 from service.settings import Settings
 
 
@@ -24,9 +25,11 @@ class WorkerContext:
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str | None = None) -> "WorkerContext":
+        sessions = make_sessionmaker(make_engine(settings.database))
+        install_publisher(sessions, settings)  # job changes wake the API's event streams (Redis broker)
         return cls(
             settings=settings,
-            sessions=make_sessionmaker(make_engine(settings.database)),
+            sessions=sessions,
             store=ArtifactStore(settings.artifacts),
             name=name or f"{socket.gethostname()}:{os.getpid()}",
         )

@@ -2,35 +2,39 @@
 
     run_task_job(ctx, job_id)     # what the Celery task calls; tests call it directly
 
-One version at a time per collective, and never a lost update:
-- PostgreSQL: the collective row is locked (SELECT ... FOR UPDATE) from reading the head version until
-  the new version is committed, so a second grower waits for the first;
-- everywhere (SQLite too): the new version's number must be head + 1 when it is written, else the
-  work is redone on the newer head; the unique (collective, number) pair backs this up. The embedded
-  default runs one worker on the grow queue, so on SQLite the retry is the exception.
+One version at a time per collective, and never a lost update, with no transaction open while it trains:
+- a lease row per collective (workers/lease.py), taken and renewed in short transactions: a second grower
+  of the same collective waits for it (reporting "waiting for the collective"), uploads and reads never do;
+- everywhere: the new version's number must be head + 1 when it is written, else the work is redone on the
+  newer head (only after a lease expired under a silent holder); the unique (collective, number) pair backs
+  this up;
+- the final write names the job run's attempt (service/jobstate.py): a run that lost its job writes nothing.
 """
 from __future__ import annotations
 
 import logging
+import time
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from learngene import Collective, InputSpec, Learngene, load_dataset
+from learngene import Cancelled, Collective, InputSpec, Learngene, load_dataset
+from service import jobstate
 from service.models import Collective as CollectiveRow
-from service.models import CollectiveVersion, Job, JobStatus, Learngene as LearngeneRow, Task, utcnow
+from service.models import CollectiveVersion, Job, Learngene as LearngeneRow, Task
 from service.registry import head_version
 from service.uploads import limits
+from workers import lease
 from workers.context import WorkerContext
 from workers.jobrun import JobFailed, Reporter, json_safe, run_claimed
 
 log = logging.getLogger("workers.grow")
 MAX_ATTEMPTS = 3
+TRAINING, EXTRACTION = (0.0, 0.8), (0.8, 0.99)  # shares of the job's progress fraction
 
 
 class HeadMoved(Exception):
-    """Another grower committed a version while this one trained (only possible without row locks)."""
+    """Another grower committed a version while this one trained (only after a lease expired)."""
 
 
 def run_task_job(ctx: WorkerContext, job_id: int, worker: str | None = None) -> None:
@@ -38,50 +42,68 @@ def run_task_job(ctx: WorkerContext, job_id: int, worker: str | None = None) -> 
 
 
 def _grow_on_head(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
-    for attempt in range(MAX_ATTEMPTS):
-        try:
-            return _grow(ctx, job, reporter)
-        except HeadMoved:
-            log.warning("job %s: the collective moved on while training; retrying (%d)", job.id, attempt + 1)
-    raise JobFailed("the collective kept changing while this task was learned; try again")
+    with ctx.sessions() as s:
+        collective_id = s.get(Task, job.task_id).collective_id
+    try:
+        for attempt in range(MAX_ATTEMPTS):
+            _hold_lease(ctx, collective_id, job, reporter)  # again after HeadMoved: the lease had lapsed
+            try:
+                return _grow(ctx, job, reporter)
+            except HeadMoved:
+                log.warning("job %s: the collective moved on while training; retrying (%d)", job.id, attempt + 1)
+        raise JobFailed("the collective kept changing while this task was learned; try again")
+    finally:
+        reporter.on_beat.clear()
+        lease.release(ctx.sessions, collective_id, job.id, reporter.attempt)
 
 
-def _lock_collective(session: Session, collective_id: int) -> CollectiveRow:
-    # FOR UPDATE is a row lock on PostgreSQL and is left out by SQLAlchemy on SQLite.
-    return session.scalars(select(CollectiveRow).where(CollectiveRow.id == collective_id).with_for_update()).one()
+def _hold_lease(ctx: WorkerContext, collective_id: int, job: Job, reporter: Reporter) -> None:
+    """Wait for the collective's lease (cancellable), then keep it renewed with the job's heartbeat."""
+    ttl = ctx.settings.job_timeout_s
+    while not lease.acquire(ctx.sessions, collective_id, job.id, reporter.attempt, ttl):
+        reporter.progress({"stage": "waiting for the collective", "fraction": 0.0})
+        if reporter.should_stop():
+            raise Cancelled("cancelled while waiting for the collective")
+        time.sleep(ctx.settings.grow_lease_poll_s)
+    reporter.on_beat[:] = [lambda: lease.renew(ctx.sessions, collective_id, job.id, reporter.attempt, ttl)]
 
 
 def _grow(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
     store = ctx.store
-    with ctx.sessions() as s:
+    with ctx.sessions() as s:  # short: read what training needs, then let go of the connection
         task = s.get(Task, job.task_id)
-        reporter.progress({"stage": "waiting for the collective", "fraction": 0.0})
-        collective = _lock_collective(s, task.collective_id)
+        collective = s.get(CollectiveRow, task.collective_id)
         head = head_version(s, collective.id)
-        reporter.progress({"stage": "loading", "fraction": 0.0})
-        if head is not None:
-            net = Collective.from_bytes(store.get(head.weights_sha256))
-        else:
-            spec = InputSpec(channels=collective.channels, size=collective.size)
-            net = Collective.create(spec, preset=collective.preset, seed=collective.seed)
-        ds = load_dataset(store.get(task.sha256), filename=task.filename, limits=limits(ctx.settings))
-        report = net.learn_task(ds, epochs=task.epochs, progress=reporter.progress,
-                                should_stop=reporter.should_stop, name=task.name)
-        reporter.progress({"stage": "extracting learngene", "fraction": 1.0})
-        gene = Learngene.extract(net, method=ctx.settings.extract_method, k=ctx.settings.extract_k)
-        # Artifacts before rows: a row never points at a file that is not there.
-        net_sha, gene_sha = store.put(net.to_bytes()), store.put(gene.to_bytes())
+    reporter.progress({"stage": "loading", "fraction": 0.0})
+    if head is not None:
+        net = Collective.from_bytes(store.get(head.weights_sha256))
+    else:
+        spec = InputSpec(channels=collective.channels, size=collective.size)
+        net = Collective.create(spec, preset=collective.preset, seed=collective.seed)
+    ds = load_dataset(store.get(task.sha256), filename=task.filename, limits=limits(ctx.settings))
+    report = net.learn_task(ds, epochs=task.epochs, progress=reporter.part(*TRAINING),
+                            should_stop=reporter.should_stop, name=task.name)
+    reporter.progress({"stage": "extracting learngene", "fraction": EXTRACTION[0]})
+    gene = Learngene.extract(net, method=ctx.settings.extract_method, k=ctx.settings.extract_k,
+                             progress=reporter.part(*EXTRACTION), should_stop=reporter.should_stop)
+    # Artifacts before rows: a row never points at a file that is not there.
+    net_sha, gene_sha = store.put(net.to_bytes()), store.put(gene.to_bytes())
+    with ctx.sessions() as s:
         try:
-            _record(s, job, task, collective, head, net, net_sha, gene, gene_sha, report)
-            s.commit()  # also releases the row lock
+            if _record(s, job, reporter, task, collective, head, net, net_sha, gene, gene_sha, report):
+                s.commit()
+            else:
+                s.rollback()  # this run lost the job: its version and learngene rows go too
         except IntegrityError as e:  # the unique (collective, number) pair caught a race
             s.rollback()
             raise HeadMoved() from e
 
 
-def _record(s: Session, job: Job, task: Task, collective: CollectiveRow, head: CollectiveVersion | None,
-            net: Collective, net_sha: str, gene: Learngene, gene_sha: str, report: dict) -> None:
-    """Write the new version, its learngene, the task's results and the job's end, in one transaction."""
+def _record(s: Session, job: Job, reporter: Reporter, task: Task, collective: CollectiveRow,
+            head: CollectiveVersion | None, net: Collective, net_sha: str, gene: Learngene, gene_sha: str,
+            report: dict) -> bool:
+    """Write the new version, its learngene, the task's results and the job's end, in one transaction.
+    False: the job is no longer this run's, and the caller rolls it all back."""
     latest = head_version(s, collective.id)
     if (latest.id if latest else None) != (head.id if head else None):
         s.rollback()
@@ -106,12 +128,11 @@ def _record(s: Session, job: Job, task: Task, collective: CollectiveRow, head: C
     )
     s.add(gene_row)
     s.flush()
-    report, now = json_safe(report), utcnow()
-    task.status, task.finished_at, task.collective_version_id = JobStatus.succeeded, now, version.id
-    task.new_classes, task.open_world = report.get("new_classes"), report.get("open_world")
-    task.accuracy, task.accuracy_row = report.get("accuracy"), report.get("accuracy_row")
-    row = s.get(Job, job.id)
-    row.status, row.finished_at, row.heartbeat_at = JobStatus.succeeded, now, now
-    row.progress = {**(row.progress or {}), "stage": "done", "fraction": 1.0}
-    row.result = {"task_id": task.id, "collective": collective.name, "collective_version": version.number,
-                  "learngene_id": gene_row.id}
+    report = json_safe(report)
+    task_values = {"collective_version_id": version.id, "new_classes": report.get("new_classes"),
+                   "open_world": report.get("open_world"), "accuracy": report.get("accuracy"),
+                   "accuracy_row": report.get("accuracy_row")}
+    result = {"task_id": task.id, "collective": collective.name, "collective_version": version.number,
+              "learngene_id": gene_row.id}
+    return jobstate.succeed(s, job.id, reporter.attempt, result, task=task_values,
+                            last_progress=json_safe(reporter.last))

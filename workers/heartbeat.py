@@ -1,4 +1,4 @@
-"""Worker heartbeats in the registry: /readyz counts live workers; the same thread runs the reaper.
+"""Worker heartbeats in the registry: /readyz counts live workers; the same thread runs the reaper and sweeper.
 
     install(app, settings)       # on worker start: a thread upserts the `worker` row every few seconds
 """
@@ -14,6 +14,7 @@ from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import delete, update
 
 from service.db import make_engine, make_sessionmaker
+from service.events import install_publisher
 from service.models import Worker, utcnow
 from service.queue import send_job
 from service.settings import Settings
@@ -27,6 +28,7 @@ class Heartbeat(threading.Thread):
         super().__init__(name="learngene-heartbeat", daemon=True)
         self.settings, self.worker_name, self.queues = settings, name, queues
         self.sessions = make_sessionmaker(make_engine(settings.database))
+        install_publisher(self.sessions, settings)  # the reaper's changes wake event streams too
         self.stopped = threading.Event()
         self.app = app  # given: this thread is also the reaper (workers/reaper.py), at start and periodically
         self.last_reap = float("-inf")
@@ -36,6 +38,7 @@ class Heartbeat(threading.Thread):
             return
         self.last_reap = time.monotonic()
         reaper.reap(self.sessions, self.settings, lambda job: send_job(self.app, job))
+        reaper.sweep(self.sessions, self.settings, lambda job: send_job(self.app, job))
 
     def beat(self) -> None:
         with self.sessions() as s:

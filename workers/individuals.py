@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from learngene import Collective, Learngene, TrainOptions, load_dataset, train_individual
-from service.models import CollectiveVersion, Individual, Job, JobStatus, Learngene as LearngeneRow, utcnow
+from service import jobstate
+from service.models import CollectiveVersion, Individual, Job, Learngene as LearngeneRow
 from service.uploads import limits
 from workers.context import WorkerContext
 from workers.jobrun import Reporter, json_safe, run_claimed
@@ -39,8 +40,9 @@ def _train(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
     query = load_dataset(store.get(p["eval_sha256"]), limits=limits(ctx.settings)) if p.get("eval_sha256") else None
     options = TrainOptions(epochs=o.get("epochs"), seed=o.get("seed", 0), init=init, lr=o.get("lr"),
                            anchor=o.get("anchor", 0.0))
-    ind = train_individual(support, gene, options, eval_set=query, progress=reporter.progress,
+    ind = train_individual(support, gene, options, eval_set=query, progress=reporter.part(0.0, 0.95),
                            should_stop=reporter.should_stop, trunk=trunk)
+    reporter.progress({"stage": "saving", "fraction": 0.97})
     weights = store.put(ind.to_bytes())  # before the row: a row never points at a missing file
     counts = np.bincount(support.y, minlength=support.num_classes)
     with ctx.sessions() as s:
@@ -53,9 +55,12 @@ def _train(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
         )
         s.add(row)
         s.flush()
-        j = s.get(Job, job.id)
-        now = utcnow()
-        j.status, j.finished_at, j.heartbeat_at = JobStatus.succeeded, now, now
-        j.progress = {**(j.progress or {}), "stage": "done", "fraction": 1.0}
-        j.result = {"individual_id": row.id, "learngene_id": p["learngene_id"]}
+        # The row and the job's end commit together, or not at all: a run that lost the job (fencing,
+        # service/jobstate.py) takes its individual back, so one job never makes two.
+        result = {"individual_id": row.id}
+        if ind.init != "scratch":  # a scratch model inherits nothing: its job names no learngene
+            result["learngene_id"] = p["learngene_id"]
+        if not jobstate.succeed(s, job.id, reporter.attempt, result, last_progress=json_safe(reporter.last)):
+            s.rollback()
+            return
         s.commit()

@@ -1,9 +1,11 @@
 """The life of a job inside a worker: claim it, report progress, notice a cancel, end it.
 
     run_claimed(ctx, job_id, "w1@host", work)    # claim, work(job, reporter), end the job however it went
-    net.learn_task(ds, progress=reporter.progress, should_stop=reporter.should_stop)   # inside `work`
+    net.learn_task(ds, progress=reporter.part(0.0, 0.8), should_stop=reporter.should_stop)   # inside `work`
 
-Every write is a short transaction of its own, so the API always reads fresh progress.
+Every write is a short transaction of its own through service/jobstate.py, naming this run's attempt: once
+the job is taken from this worker (the reaper requeued it while the worker was silent, another worker
+claimed it), its writes change nothing, `should_stop()` turns true and the work stops at its next check.
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from celery.exceptions import SoftTimeLimitExceeded
 
 from learngene import Cancelled, DatasetError
+from service import jobstate
 from service.artifacts import ArtifactCorrupt, ArtifactMissing
-from service.models import Job, JobStatus, Task, utcnow
+from service.models import Job, JobStatus
 from workers.context import WorkerContext
 
 log = logging.getLogger("workers")
@@ -30,119 +33,122 @@ class JobFailed(Exception):
 
 def run_claimed(ctx: WorkerContext, job_id: int, worker: str | None,
                 work: Callable[[Job, "Reporter"], None]) -> None:
-    """Claim the job and run `work`, which records success itself; any other ending is written here.
+    """Claim the job and run `work`, which records success itself (`reporter.succeed`); any other ending is
+    written here.
 
     User errors (a dataset the library refuses, bad options) fail the job with their message; anything
     unexpected fails it with the exception's type only, the trace going to the worker log.
     """
-    job = claim(ctx, job_id, worker)
+    with ctx.sessions() as s:
+        attempt = jobstate.claim(s, job_id, worker or ctx.name)
+        s.commit()
+        job = s.get(Job, job_id) if attempt is not None else None
     if job is None:
         return
-    beat = JobHeartbeat(ctx, job_id)
+    reporter = Reporter(ctx, job_id, attempt)
+    beat = JobHeartbeat(reporter)
     beat.start()
     try:
-        work(job, Reporter(ctx, job_id))
+        work(job, reporter)
     except Cancelled:
-        finish(ctx, job_id, JobStatus.cancelled, error="cancelled on request")
+        reporter.end(JobStatus.cancelled, "cancelled on request")
+    except SoftTimeLimitExceeded:
+        reporter.end(JobStatus.failed, "the job ran past its time limit")
     except (JobFailed, DatasetError, ValueError) as e:
-        finish(ctx, job_id, JobStatus.failed, error=str(e))
+        reporter.end(JobStatus.failed, str(e))
     except (ArtifactMissing, ArtifactCorrupt) as e:
         log.error("job %s: %s", job_id, e)
-        finish(ctx, job_id, JobStatus.failed, error=f"a stored input failed its integrity check: {e}")
+        reporter.end(JobStatus.failed, f"a stored input failed its integrity check: {e}")
     except Exception as e:
         log.exception("job %s failed", job_id)
-        finish(ctx, job_id, JobStatus.failed, error=f"internal error ({type(e).__name__}); see the worker log")
+        reporter.end(JobStatus.failed, f"internal error ({type(e).__name__}); see the worker log")
     finally:
         beat.stop()
 
 
 class JobHeartbeat(threading.Thread):
     """Refreshes `job.heartbeat_at` while the job runs in this process; the reaper (workers/reaper.py)
-    takes a job whose heartbeat stopped for a job whose process died."""
+    takes a job whose heartbeat stopped for a job whose process died. `on_beat` callbacks (the grow lease)
+    run with each beat."""
 
-    def __init__(self, ctx: WorkerContext, job_id: int) -> None:
-        super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
-        self.ctx, self.job_id = ctx, job_id
+    def __init__(self, reporter: "Reporter") -> None:
+        super().__init__(name=f"job-{reporter.job_id}-heartbeat", daemon=True)
+        self.reporter = reporter
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(self.ctx.settings.job_heartbeat_s):
+        r = self.reporter
+        while not self.stopped.wait(r.ctx.settings.job_heartbeat_s):
             try:
-                with self.ctx.sessions() as s:
-                    s.execute(update(Job).where(Job.id == self.job_id, Job.status == JobStatus.running)
-                              .values(heartbeat_at=utcnow()))
+                with r.ctx.sessions() as s:
+                    if not jobstate.heartbeat(s, r.job_id, r.attempt):
+                        r.lost = True
                     s.commit()
+                for callback in list(r.on_beat):
+                    callback()
             except Exception as e:  # noqa: BLE001 - the database may be restarting; try again next beat
-                log.warning("job %s heartbeat failed: %s", self.job_id, e)
+                log.warning("job %s heartbeat failed: %s", r.job_id, e)
 
     def stop(self) -> None:
         self.stopped.set()
         self.join(timeout=10)
 
 
-def claim(ctx: WorkerContext, job_id: int, worker: str | None = None) -> Job | None:
-    """Move a queued job to running. The conditional UPDATE makes a duplicate message harmless."""
-    with ctx.sessions() as s:
-        now = utcnow()
-        claimed = s.execute(
-            update(Job).where(Job.id == job_id, Job.status == JobStatus.queued)
-            .values(status=JobStatus.running, started_at=now, heartbeat_at=now, worker=worker or ctx.name,
-                    attempts=Job.attempts + 1, progress={"stage": "starting", "fraction": 0.0})
-        ).rowcount
-        job = s.get(Job, job_id)
-        if job is not None and job.task_id is not None and claimed:
-            s.execute(update(Task).where(Task.id == job.task_id).values(status=JobStatus.running))
-        s.commit()
-    if not claimed:
-        log.info("job %s not claimed (status %s)", job_id, job.status.value if job else "missing")
-        return None
-    return job
-
-
-def finish(ctx: WorkerContext, job_id: int, status: JobStatus, error: str | None = None,
-           result: dict | None = None) -> None:
-    """End a job (and its task row) that did not succeed through the normal path."""
-    with ctx.sessions() as s:
-        now = utcnow()
-        s.execute(update(Job).where(Job.id == job_id)
-                  .values(status=status, error=error, result=result, finished_at=now, heartbeat_at=now))
-        task_id = s.scalar(select(Job.task_id).where(Job.id == job_id))
-        if task_id is not None:
-            s.execute(update(Task).where(Task.id == task_id).values(status=status, finished_at=now))
-        s.commit()
-
-
 class Reporter:
-    """Progress and cancel checks for the library's callbacks, throttled to spare the database."""
+    """One run of one job: progress and cancel checks for the library's callbacks (throttled to spare the
+    database), and the run's final write. Every write names the run's attempt."""
 
-    def __init__(self, ctx: WorkerContext, job_id: int) -> None:
-        self.ctx, self.job_id = ctx, job_id
+    def __init__(self, ctx: WorkerContext, job_id: int, attempt: int) -> None:
+        self.ctx, self.job_id, self.attempt = ctx, job_id, attempt
         self.interval = ctx.settings.progress_interval_s
+        self.lost = False  # the job was taken from this run: nothing it writes counts any more
+        self.on_beat: list[Callable[[], None]] = []
         self._last_write = 0.0
         self._last_check = 0.0
         self._stop = False
         self._stage: str | None = None
+        self.last: dict[str, Any] = {}
 
     def progress(self, info: dict[str, Any]) -> None:
         now = time.monotonic()
         stage = info.get("stage")
         done = info.get("epoch") is not None and info.get("epoch") == info.get("epochs")
+        self.last = info
         # Always write a new stage and the last epoch; in between, at most one write per interval.
-        if stage == self._stage and not done and now - self._last_write < self.interval:
+        if self.lost or (stage == self._stage and not done and now - self._last_write < self.interval):
             return
         self._stage, self._last_write = stage, now
         with self.ctx.sessions() as s:
-            s.execute(update(Job).where(Job.id == self.job_id)
-                      .values(progress=json_safe(info), heartbeat_at=utcnow()))
+            if not jobstate.progress(s, self.job_id, self.attempt, json_safe(info)):
+                self.lost = True
             s.commit()
+
+    def part(self, low: float, high: float) -> Callable[[dict[str, Any]], None]:
+        """A progress callback for one stage of the job: its fractions 0..1 become low..high of the whole,
+        so the job's fraction reaches 1.0 only when it ends."""
+
+        def report(info: dict[str, Any]) -> None:
+            fraction = info.get("fraction")
+            scaled = low + (high - low) * float(fraction) if fraction is not None else low
+            self.progress({**info, "fraction": round(min(scaled, high), 4)})
+
+        return report
 
     def should_stop(self) -> bool:
         now = time.monotonic()
-        if not self._stop and now - self._last_check >= self.interval:
+        if not self._stop and (self.lost or now - self._last_check >= self.interval):
             self._last_check = now
             with self.ctx.sessions() as s:
-                self._stop = bool(s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+                why = jobstate.should_stop(s, self.job_id, self.attempt)
+            self.lost = self.lost or why == "lost"
+            self._stop = why is not None
         return self._stop
+
+    def end(self, status: JobStatus, error: str) -> None:
+        """Fail or cancel this run (a no-op, logged, if the job is no longer this run's)."""
+        with self.ctx.sessions() as s:
+            jobstate.end(s, self.job_id, self.attempt, status, error)
+            s.commit()
 
 
 def json_safe(value: Any) -> Any:

@@ -35,13 +35,18 @@ def register(app: Celery, settings: Settings) -> None:
         return contexts[pid]
 
     # shared=False: otherwise Celery hands this closure (and its settings) to every app made later in the process.
-    @app.task(name=GROW_TASK, bind=True, shared=False)
+    # Time limits per kind (prefork pool): the soft one raises in the job, which fails it with the reason;
+    # the hard one, a minute later, kills a training that would not stop.
+    def limits(hard_s: int) -> dict[str, int]:
+        return {"time_limit": hard_s + 60, "soft_time_limit": hard_s}
+
+    @app.task(name=GROW_TASK, bind=True, shared=False, **limits(settings.grow_time_limit_s))
     def grow_collective(self, job_id: int) -> None:
         from workers.grow import run_task_job  # torch is imported in the pool process, after the fork
 
         run_task_job(context(), job_id, worker=node.get("name") or self.request.hostname)
 
-    @app.task(name=INDIVIDUAL_TASK, bind=True, shared=False)
+    @app.task(name=INDIVIDUAL_TASK, bind=True, shared=False, **limits(settings.individual_time_limit_s))
     def train_individual(self, job_id: int) -> None:
         from workers.individuals import run_individual_job
 

@@ -14,35 +14,38 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile, Query
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
-from service.auth import READ, WRITE
-from service.deps import MAX_ID, EnqueueDep, IdempotencyKey, ModelsDep, RowId, SessionDep, SettingsDep, StoreDep
-from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
+from service.auth import PREDICT, WRITE, WriteKey
+from service.deps import MAX_ID, EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
+from service.jobs import (DuplicateRequest, accepted, find_by_key, key_in_flight, key_scope, replay, request_hash,
+                          stored_uploads, submit)
 from service.models import Individual, Job, JobKind, Learngene
 from service.pagination import PageDep, paginate
 from service.problems import Problem, ProblemDetail
 from service.registry import artifact_in_use, get_or_404, newest_learngene
 from service.schemas import (Conversion, IndividualCreate, IndividualPublic, JobPublic, Page, PredictionsPublic,
                              VersionRef)
-from service.uploads import DATASET_FILE, IMAGES_FILE, parse_dataset, parse_images, read_upload
+from service.uploads import (DATASET_FILE, IMAGES_FILE, check_filename, parse_dataset, parse_images,
+                             read_upload, stage_upload)
 from service.cards import CardQuery, card_response, individual_card
 from service.onnx_export import onnx_bytes
 from service.routers.aliases import resolve_alias
 from service.weights import weights_response
 
 router = APIRouter(prefix="/individuals", tags=["individuals"])
-ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 503)}
+ERRORS = {code: {"model": ProblemDetail} for code in (404, 409, 413, 422, 429, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, dependencies=[WRITE],
-             summary="Order an individual model")
+@router.post("", status_code=202, response_model=JobPublic, responses=AUTH_ERRORS, summary="Order an individual model")
 def create_individual(
     form: Annotated[IndividualCreate, Form()],
     file: Annotated[UploadFile, File(description=f"the support set, {DATASET_FILE}")],
-    session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep, response: Response,
+    key: WriteKey, session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
+    response: Response,
     eval_file: Annotated[UploadFile | None, File(description=f"optional held-out query set, {DATASET_FILE}")] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
@@ -53,26 +56,37 @@ def create_individual(
     comparison); `init=instant` needs no training (the collective's features and a prototype head). With
     `eval_file` the job also reports held-out accuracy. 202 with the job; its result names the individual.
     Needs a write key."""
-    if (earlier := find_by_key(session, JobKind.individual, idempotency_key)) is not None:
-        return accepted(response, earlier)
-    support_bytes = read_upload(file, settings)
-    support = parse_dataset(support_bytes, file.filename, settings, what="file")
-    eval_bytes = read_upload(eval_file, settings) if eval_file is not None else None
-    if eval_bytes is not None:
-        query = parse_dataset(eval_bytes, eval_file.filename, settings, what="eval_file", min_classes=1)
-        if not set(query.class_names) & set(support.class_names):
-            raise Problem(422, "Invalid dataset", "eval_file shares no class name with file", type="invalid-dataset")
-    learngene = _learngene_for(session, form.learngene_id, form.learngene_alias)
-    try:
-        with stored_uploads(session, store, support_bytes, eval_bytes) as (support_sha, eval_sha):
-            options = form.model_dump(exclude={"learngene_id", "learngene_alias"})
-            job = Job(kind=JobKind.individual, idempotency_key=idempotency_key, params={
-                "learngene_id": learngene.id, "support_sha256": support_sha, "eval_sha256": eval_sha,
-                "options": options, "filename": file.filename,
-            })
-            submit(session, enqueue, job)
-    except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once
-        return accepted(response, e.job)
+    scope = key_scope(key)
+    with key_in_flight(JobKind.individual, idempotency_key, scope):
+        check_filename(eval_file.filename if eval_file is not None else None, "eval_file")
+        support = stage_upload(file, settings, store)
+        evals = stage_upload(eval_file, settings, store) if eval_file is not None else None
+        try:
+            fingerprint = request_hash("individual", form.model_dump(), file.filename, support.sha256,
+                                       evals.sha256 if evals else None)
+            if (earlier := find_by_key(session, JobKind.individual, idempotency_key, scope)) is not None:
+                return accepted(response, replay(earlier, fingerprint))
+            support_set = parse_dataset(support.path, file.filename, settings, what="file")
+            if evals is not None:
+                query = parse_dataset(evals.path, eval_file.filename, settings, what="eval_file", min_classes=1)
+                if not set(query.class_names) & set(support_set.class_names):
+                    raise Problem(422, "Invalid dataset", "eval_file shares no class name with file",
+                                  type="invalid-dataset")
+            learngene = _learngene_for(session, form.learngene_id, form.learngene_alias)
+            with stored_uploads(session, store, support, evals) as (support_sha, eval_sha):
+                options = form.model_dump(exclude={"learngene_id", "learngene_alias"})
+                job = Job(kind=JobKind.individual, idempotency_key=idempotency_key, idempotency_scope=scope,
+                          request_hash=fingerprint, params={
+                              "learngene_id": learngene.id, "support_sha256": support_sha, "eval_sha256": eval_sha,
+                              "options": options, "filename": file.filename,
+                          })
+                submit(session, enqueue, job)
+        except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once (another API process)
+            return accepted(response, replay(e.job, fingerprint))
+        finally:
+            support.discard()
+            if evals is not None:
+                evals.discard()
     return accepted(response, job)
 
 
@@ -152,18 +166,25 @@ def delete_individual(individual_id: RowId, session: SessionDep, store: StoreDep
 
 
 @router.post("/{individual_id}/predictions", response_model=PredictionsPublic, responses=AUTH_ERRORS,
-             dependencies=[READ], summary="Classify images")
-def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=IMAGES_FILE)],
-            session: SessionDep, settings: SettingsDep, models: ModelsDep) -> PredictionsPublic:
+             dependencies=[PREDICT], summary="Classify images")
+async def predict(individual_id: RowId, file: Annotated[UploadFile, File(description=IMAGES_FILE)],
+                  request: Request, settings: SettingsDep) -> PredictionsPublic:
     """Label, class probabilities and an `unknown` flag per image. Images of another size or channel count are
     converted to the model's input, and `conversion` says from what to what (null when none was needed).
     Any valid key (read or write)."""
-    ind = get_or_404(session, Individual, individual_id, "individual")
-    session.close()  # free the connection while the model runs
-    images = parse_images(read_upload(file, settings), file.filename, settings)
-    sent, takes = list(images.shape[1:]), [ind.size, ind.size, ind.channels]
-    return PredictionsPublic(predictions=models.get(ind.weights_sha256).predict(images),
+    digest, takes = await run_in_threadpool(_weights_of, request, individual_id)
+    images = await run_in_threadpool(lambda: parse_images(read_upload(file, settings), file.filename, settings))
+    sent = list(images.shape[1:])
+    # The model runs on the prediction pool (service/predict.py), batched with concurrent requests.
+    return PredictionsPublic(predictions=await request.app.state.predictor.predict(digest, images),
                              conversion=Conversion(from_=sent, to=takes) if sent != takes else None)
+
+
+def _weights_of(request: Request, individual_id: int) -> tuple[str, list[int]]:
+    """The individual's weights digest and the [size, size, channels] it takes."""
+    with request.app.state.sessions() as session:
+        ind = get_or_404(session, Individual, individual_id, "individual")
+        return ind.weights_sha256, [ind.size, ind.size, ind.channels]
 
 
 @router.get("/{individual_id}/weights", response_class=Response, summary="Download an individual's weights",

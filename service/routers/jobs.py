@@ -11,13 +11,15 @@
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from service.auth import WRITE
 from service.deps import RowId, SessionDep, SettingsDep
-from service.events import HEADERS, JOB_EVENT_SCHEMA, EventStream, job_events
+from service.events import HEADERS, JOB_EVENT_SCHEMA, EventStream, Snapshot, job_events
 from service.jobs import cancel, job_public
 from service.models import Job, JobKind, JobStatus
 from service.pagination import PageDep, paginate
@@ -64,21 +66,26 @@ def cancel_job(job_id: RowId, session: SessionDep) -> JobPublic:
 @router.get("/{job_id}/events", response_class=EventStream, summary="Follow a job (server-sent events)", responses={
     200: {"content": {"text/event-stream": {"schema": JOB_EVENT_SCHEMA}},
           "description": "server-sent events `status`, `progress` and, once the job is final, `end`; each `data:` "
-                         "is the job (JobPublic JSON), each event has an incrementing `id:`"},
-    404: {"model": ProblemDetail}})
-async def job_events_stream(job_id: RowId, request: Request, settings: SettingsDep) -> EventStream:
+                         "is the job (JobPublic JSON), each event's `id:` is the job's revision (send it back as "
+                         "Last-Event-ID to resume)"},
+    404: {"model": ProblemDetail}, 503: {"model": ProblemDetail}})
+async def job_events_stream(job_id: RowId, request: Request,
+                            last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**31 - 1,
+                                                                        description="resume: the last id received")]
+                            = None) -> EventStream:
     """A `text/event-stream` of the job: its state on connect, then each change of status or progress, then
-    `end` and the stream closes. Lighter than polling `GET /jobs/{id}`; `curl -N` shows it live."""
-    sessions = request.app.state.sessions
+    `end` and the stream closes; `Last-Event-ID` resumes after the last event received. Lighter than polling
+    `GET /jobs/{id}`; `curl -N` shows it live. 503 with Retry-After when too many streams are open."""
+    sessions, signals = request.app.state.sessions, request.app.state.job_signals
 
-    def load() -> JobPublic | None:
+    def load() -> Snapshot | None:
         # A session per read: none is held open (nor a SQLite connection) for the life of the stream.
         with sessions() as session:
             job = session.get(Job, job_id)
-            return job_public(job) if job is not None else None
+            return (job.revision, job_public(job)) if job is not None else None
 
     first = await run_in_threadpool(load)
     if first is None:  # a 404 problem before any byte of the stream
         raise not_found("job", job_id)
-    return EventStream(job_events(first, load, request.is_disconnected, poll_s=settings.events_poll_s),
-                       headers=HEADERS)
+    stream = job_events(first, load, request.is_disconnected, signals.waiter(job_id), last_event_id=last_event_id)
+    return EventStream(signals.held(stream), headers=HEADERS)

@@ -8,68 +8,72 @@
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy import func, select
 
 from learngene.data import InputSpec
-from service.auth import WRITE
+from service.auth import WriteKey
 from service.deps import CollectiveFilter, EnqueueDep, IdempotencyKey, RowId, SessionDep, SettingsDep, StoreDep
-from service.jobs import DuplicateRequest, accepted, find_by_key, stored_uploads, submit
+from service.jobs import (DuplicateRequest, accepted, find_by_key, key_in_flight, key_scope, replay, request_hash,
+                          stored_uploads, submit)
 from service.models import Collective, CollectiveVersion, Job, JobKind, JobStatus, Learngene, Task
 from service.pagination import PageDep, paginate
 from service.problems import Problem, ProblemDetail, not_found
 from service.registry import ensure_collective
 from service.schemas import JobPublic, Page, TaskCreate, TaskJobPublic, TaskPublic
-from service.uploads import DATASET_FILE, parse_dataset, read_upload
+from service.uploads import DATASET_FILE, parse_dataset, stage_upload
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
-ERRORS = {code: {"model": ProblemDetail} for code in (409, 413, 422, 503)}
+ERRORS = {code: {"model": ProblemDetail} for code in (409, 413, 422, 429, 503)}
 AUTH_ERRORS = {**ERRORS, 401: {"model": ProblemDetail}, 403: {"model": ProblemDetail}}
 
 
-@router.post("", status_code=202, response_model=TaskJobPublic, responses=AUTH_ERRORS, dependencies=[WRITE],
-             summary="Upload a task")
+@router.post("", status_code=202, response_model=TaskJobPublic, responses=AUTH_ERRORS, summary="Upload a task")
 def create_task(form: Annotated[TaskCreate, Form()], file: Annotated[UploadFile, File(description=DATASET_FILE)],
-                session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
+                key: WriteKey, session: SessionDep, settings: SettingsDep, store: StoreDep, enqueue: EnqueueDep,
                 response: Response, idempotency_key: IdempotencyKey = None) -> JobPublic:
     """Upload a labelled dataset (.npz with `x` and `y`, or a .zip of class folders) to grow a collective by one
     version. The dataset is checked now (422 naming what is wrong); the growth and the learngene extraction run
     as a job: 202 with the job and `Location: /jobs/{id}`. A file whose content already grew (or is growing) this
     collective answers 409 naming that task, unless `allow_duplicate=true`. Needs a write key."""
-    if (earlier := find_by_key(session, JobKind.task, idempotency_key)) is not None:
-        return accepted(response, earlier)
-    data = read_upload(file, settings)
-    ds = parse_dataset(data, file.filename, settings, min_per_class=settings.task_min_per_class)
-    name = form.collective or settings.default_collective
-    if not form.allow_duplicate:
-        _refuse_duplicate(session, name, data)
-    try:
-        with stored_uploads(session, store, data) as (digest,):
-            spec = InputSpec(channels=ds.channels, size=min(ds.size, settings.max_input_size))
-            collective = ensure_collective(session, name, spec, settings.preset, settings.seed)
-            counts = ds.class_counts()
-            task = Task(
-                name=form.name or file.filename or f"task-{digest[:8]}", collective_id=collective.id, sha256=digest,
-                filename=file.filename, classes=list(ds.class_names), class_counts=[int(c) for c in counts],
-                num_samples=len(ds), channels=ds.channels, size=ds.size, epochs=form.epochs,
-            )
-            session.add(task)
-            session.flush()
-            job = Job(kind=JobKind.task, task_id=task.id, idempotency_key=idempotency_key,
-                      params={"task_id": task.id})
-            submit(session, enqueue, job)
-    except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once
-        return accepted(response, e.job)
+    scope = key_scope(key)
+    with key_in_flight(JobKind.task, idempotency_key, scope):
+        staged = stage_upload(file, settings, store)
+        try:
+            fingerprint = request_hash("task", form.model_dump(), file.filename, staged.sha256)
+            if (earlier := find_by_key(session, JobKind.task, idempotency_key, scope)) is not None:
+                return accepted(response, replay(earlier, fingerprint))
+            ds = parse_dataset(staged.path, file.filename, settings, min_per_class=settings.task_min_per_class)
+            name = form.collective or settings.default_collective
+            if not form.allow_duplicate:
+                _refuse_duplicate(session, name, staged.sha256)
+            with stored_uploads(session, store, staged) as (digest,):
+                spec = InputSpec(channels=ds.channels, size=min(ds.size, settings.max_input_size))
+                collective = ensure_collective(session, name, spec, settings.preset, settings.seed)
+                counts = ds.class_counts()
+                task = Task(
+                    name=form.name or file.filename or f"task-{digest[:8]}", collective_id=collective.id,
+                    sha256=digest, filename=file.filename, classes=list(ds.class_names),
+                    class_counts=[int(c) for c in counts], num_samples=len(ds), channels=ds.channels, size=ds.size,
+                    epochs=form.epochs,
+                )
+                session.add(task)
+                session.flush()
+                job = Job(kind=JobKind.task, task_id=task.id, idempotency_key=idempotency_key,
+                          idempotency_scope=scope, request_hash=fingerprint, params={"task_id": task.id})
+                submit(session, enqueue, job)
+        except DuplicateRequest as e:  # the same Idempotency-Key, sent twice at once (another API process)
+            return accepted(response, replay(e.job, fingerprint))
+        finally:
+            staged.discard()
     return accepted(response, job)
 
 
-def _refuse_duplicate(session, collective: str, data: bytes) -> None:
-    """409 when a task with these very bytes grew (or is growing) this collective: a second upload is usually
-    a mistake, and learning the same data twice says nothing new."""
-    digest = hashlib.sha256(data).hexdigest()
+def _refuse_duplicate(session, collective: str, digest: str) -> None:
+    """409 when a task with these very bytes (sha256 `digest`) grew (or is growing) this collective: a second
+    upload is usually a mistake, and learning the same data twice says nothing new."""
     earlier = session.scalars(
         select(Task).join(Collective, Task.collective_id == Collective.id)
         .where(Collective.name == collective, Task.sha256 == digest,

@@ -1,4 +1,5 @@
-"""API tests: the real app, a migrated SQLite registry and artifact store in tmp_path, and an in-process
+"""API tests: the real app, a migrated registry (each test twice: SQLite, and PostgreSQL from the `pg_url`
+fixture, so length, lock and transaction differences show) and artifact store in tmp_path, and an in-process
 queue: jobs are recorded when the API sends them and run here, by the same functions the Celery tasks
 call, when a test says `api.run_jobs()`.
 """
@@ -36,6 +37,12 @@ class Api:
                 kind = s.scalar(select(Job.kind).where(Job.id == job_id))
             (run_task_job if kind == JobKind.task else run_individual_job)(self.ctx, job_id, worker="test@api")
 
+    def registry_env(self, monkeypatch) -> None:
+        """Point CLI commands run in this process at the registry the app uses (SQLite file or PostgreSQL)."""
+        monkeypatch.setenv("LEARNGENE_DATA_DIR", str(self.settings.data_dir))
+        if self.settings.database_url:
+            monkeypatch.setenv("LEARNGENE_DATABASE_URL", self.settings.database_url)
+
     def post_task(self, data: bytes, **form) -> dict:
         r = self.client.post("/tasks", files={"file": ("task.npz", data)}, data={"epochs": "1", **form})
         assert r.status_code == 202, r.text
@@ -60,9 +67,15 @@ def settings_for():
     return make_settings
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request) -> str | None:
+    """The registry URL the `api` fixture uses: None for the SQLite default, or a fresh PostgreSQL database."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+
+
 @pytest.fixture
-def api(tmp_path) -> Api:
-    settings = make_settings(tmp_path, auth=True)
+def api(tmp_path, database) -> Api:
+    settings = make_settings(tmp_path, auth=True, database_url=database)
     upgrade(settings)
     ctx = WorkerContext.from_settings(settings, name="test@api")
     with ctx.sessions() as s:

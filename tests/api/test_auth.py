@@ -97,7 +97,7 @@ def test_keys_are_stored_hashed_and_a_revoked_key_is_refused(api, make_task):
 
 def test_cli_creates_lists_and_revokes_keys_and_no_key_reaches_a_log(api, make_task, monkeypatch, capsys, caplog):
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("LEARNGENE_DATA_DIR", str(api.settings.data_dir))
+    api.registry_env(monkeypatch)
     monkeypatch.setenv("LEARNGENE_EXTRACT_METHOD", "gradient")
     env_key = "lgk_from-the-environment"
     monkeypatch.setenv("LEARNGENE_API_KEY", env_key)

@@ -172,7 +172,7 @@ def test_errors_are_one_line_on_stderr_and_exit_1(learngene, files, kit, monkeyp
 
 
 def test_keys_create_list_revoke_on_the_local_registry(api, learngene, files, monkeypatch):
-    monkeypatch.setenv("LEARNGENE_DATA_DIR", str(api.settings.data_dir))  # the registry the app uses
+    api.registry_env(monkeypatch)  # the registry the app uses
     created = learngene("keys", "create", "--scope", "read", "--name", "dashboard")
     assert created.exit_code == 0 and "scope read, name 'dashboard'" in created.stdout
     token = created.stdout.strip().splitlines()[-1]

@@ -7,7 +7,13 @@ import threading
 
 from learngene_client import parse_sse
 from service.events import job_events
+from service.models import Job
 from service.schemas import JobProgress, JobPublic
+
+
+def _revision(api, job_id: int) -> int:
+    with api.ctx.sessions() as s:
+        return s.get(Job, job_id).revision
 
 
 def _stream(api, job_id: int, on_first=None) -> tuple[object, list]:
@@ -29,9 +35,10 @@ def test_a_finished_job_gives_its_state_then_end(api, make_task):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache" and response.headers["x-accel-buffering"] == "no"
-    assert raw.startswith("id: 1\nevent: status\ndata: {")
+    revision = _revision(api, job["id"])  # every event's id is the job's revision: what Last-Event-ID resumes from
+    assert raw.startswith(f"id: {revision}\nevent: status\ndata: {{")
     events = list(parse_sse(raw.splitlines()))
-    assert [(e.event, e.id) for e in events] == [("status", "1"), ("end", "2")]
+    assert [(e.event, e.id) for e in events] == [("status", str(revision)), ("end", str(revision))]
     final = json.loads(events[-1].data)
     assert final == api.client.get(f"/jobs/{job['id']}").json()  # the whole JobPublic, as GET /jobs/{id}
     assert final["status"] == "succeeded" and final["result"]["collective_version"] == 1
@@ -52,7 +59,8 @@ def test_a_queued_job_streams_status_and_progress_until_it_ends(api, make_task):
     assert [p.fraction for p in progress] == sorted(p.fraction for p in progress)  # never goes back
     assert any(p.epochs == 25 for p in progress)
     assert events[-1].event == "end" and jobs[-1].status == "succeeded" and jobs[-1].progress.fraction == 1.0
-    assert [int(e.id) for e in events] == list(range(1, len(events) + 1))
+    ids = [int(e.id) for e in events]
+    assert ids[:-1] == sorted(set(ids[:-1])) and ids[-1] == ids[-2] == _revision(api, job["id"])
 
 
 def test_a_cancelled_job_ends_its_stream(api, make_task):
@@ -75,9 +83,9 @@ def test_the_events_route_is_documented_as_an_event_stream(api):
     assert "security" not in operation  # a GET: open, like the others
 
 
-def _job(status: str, fraction: float = 0.0) -> JobPublic:
-    return JobPublic(id=1, kind="task", status=status, progress=JobProgress(fraction=fraction),
-                     created_at="2024-01-01T00:00:00Z")
+def _job(status: str, fraction: float = 0.0) -> tuple[int, JobPublic]:
+    return 1, JobPublic(id=1, kind="task", status=status, progress=JobProgress(fraction=fraction),
+                        created_at="2024-01-01T00:00:00Z")
 
 
 async def _collect(stream, limit: int = 20) -> list[str]:
@@ -96,7 +104,7 @@ def test_silence_sends_keepalive_comments_and_a_disconnect_stops_the_stream():
     async def is_disconnected() -> bool:
         return next(disconnected)
 
-    stream = job_events(_job("queued"), lambda: next(loads), is_disconnected, poll_s=0, keepalive_s=0)
+    stream = job_events(_job("queued"), lambda: next(loads), is_disconnected, lambda: asyncio.sleep(0), keepalive_s=0)
     chunks = asyncio.run(_collect(stream))
     assert chunks[0].startswith("id: 1\nevent: status\n")
     assert chunks[1:] == [": keepalive\n\n"] * 3  # nothing changed: comments only; then the client left
@@ -109,3 +117,32 @@ def test_a_multi_line_data_value_is_one_data_line_each():
     assert wire == 'id: 7\nevent: status\ndata: {"a":\ndata: 1}\n\n'
     (event,) = parse_sse(wire.split("\n"))
     assert (event.event, event.data, event.id) == ("status", '{"a":\n1}', "7")
+
+
+def test_a_client_resuming_with_last_event_id_is_not_sent_the_state_it_has(api, make_task):
+    job = api.post_task(make_task(["a", "b"], 4))
+    revision = _revision(api, job["id"])
+    api.client.post(f"/jobs/{job['id']}/cancel")
+    with api.client.stream("GET", f"/jobs/{job['id']}/events", headers={"Last-Event-ID": str(revision + 1)}) as r:
+        resumed = list(parse_sse(r.iter_lines()))
+    assert [(e.event, int(e.id)) for e in resumed] == [("end", revision + 1)]  # it had seen the cancel already
+    with api.client.stream("GET", f"/jobs/{job['id']}/events", headers={"Last-Event-ID": str(revision)}) as r:
+        behind = list(parse_sse(r.iter_lines()))
+    assert [e.event for e in behind] == ["status", "end"]  # it had not: the new state, then the end
+
+
+def test_event_streams_past_the_cap_are_refused_with_retry_after(api, make_task):
+    job = api.post_task(make_task(["a", "b"], 4))
+    signals = api.client.app.state.job_signals
+    signals.open = signals.max_streams  # as many streams open as allowed
+    try:
+        r = api.client.get(f"/jobs/{job['id']}/events")
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert r.json()["type"] == "/problems/too-many-streams"
+    finally:
+        signals.open = 0
+    with api.client.stream("GET", f"/jobs/{job['id']}/events") as r:
+        assert r.status_code == 200
+        api.client.post(f"/jobs/{job['id']}/cancel")
+        assert [e.event for e in parse_sse(r.iter_lines())][-1] == "end"
+    assert signals.open == 0  # a finished stream gives its slot back

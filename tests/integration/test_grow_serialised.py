@@ -1,8 +1,8 @@
 """Growing a collective is serialised: two growths at once give versions n+1 and n+2, never a lost update.
 
-PostgreSQL: two growers in parallel threads; the row lock makes the second wait for the first.
-SQLite (no row locks): a second growth commits while the first is still training; the first notices
-that the head moved, and learns its task again on top of the new head.
+PostgreSQL: two growers in parallel threads; the collective's lease makes the second wait for the first.
+A lapsed lease (its holder silent past the job timeout): a second growth commits while the first is still
+training; the first notices that the head moved, and learns its task again on top of the new head.
 """
 from __future__ import annotations
 
@@ -68,19 +68,24 @@ def test_parallel_growths_on_postgresql_form_one_chain(tmp_path, pg_url, make_ta
         for t in threads:
             t.join(120)
     assert statuses(ctx, ids) == [JobStatus.succeeded, JobStatus.succeeded]
-    assert "moved on" not in caplog.text  # the row lock made one wait; nothing had to be redone
+    assert "moved on" not in caplog.text  # the lease made one wait; nothing had to be redone
     chain = versions(ctx)
     assert [(n, p) for n, p, _ in chain] == [(1, None), (2, 1)]
     assert sorted(t for _, _, t in chain) == [1, 2]  # each task made exactly one version
 
 
-def test_a_head_that_moves_during_training_is_noticed_on_sqlite(tmp_path, make_task, caplog, monkeypatch):
+def test_a_head_that_moves_during_training_is_noticed(tmp_path, make_task, caplog, monkeypatch):
     settings = Settings(data_dir=tmp_path, extract_method="gradient", progress_interval_s=0.0)
     upgrade(settings)
     ctx = WorkerContext.from_settings(settings)
     first, second = queue_tasks(ctx, [make_task(["a", "b"], 8, seed=1), make_task(["c", "d"], 8, seed=2)])
 
-    # While the first job trains, the second runs to completion (as a second worker would).
+    # While the first job trains, its lease lapses and the second runs to completion (as a second worker would).
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from service.models import GrowLease, utcnow
     from workers import jobrun
 
     original = jobrun.Reporter.progress
@@ -89,6 +94,9 @@ def test_a_head_that_moves_during_training_is_noticed_on_sqlite(tmp_path, make_t
     def progress(self, info):
         if self.job_id == first and info.get("epoch") and not fired:
             fired.append(True)
+            with ctx.sessions() as s:
+                s.execute(update(GrowLease).values(expires_at=utcnow() - timedelta(seconds=1)))
+                s.commit()
             run_task_job(ctx, second, worker="other")
         original(self, info)
 
