@@ -94,7 +94,7 @@ class CosineClassifier(nn.Module):
     def __init__(self, dim: int, num_classes: int, scale: float = 10.0):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(num_classes, dim) * 0.01)
-        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.scale = float(scale)  # fixed, so the weights file holds the class rows alone
 
     @property
     def in_features(self) -> int:

@@ -70,9 +70,10 @@ def cancel_job(job_id: RowId, session: SessionDep) -> JobPublic:
                          "Last-Event-ID to resume)"},
     404: {"model": ProblemDetail}, 503: {"model": ProblemDetail}})
 async def job_events_stream(job_id: RowId, request: Request,
-                            last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=2**31 - 1,
-                                                                        description="resume: the last id received")]
-                            = None) -> EventStream:
+                            last_event_id: Annotated[str | None, Header(
+                                alias="Last-Event-ID", max_length=100,
+                                description="resume: the last id received (an id this stream never sent, as any "
+                                            "other value, starts it afresh, as the SSE standard has it)")] = None) -> EventStream:
     """A `text/event-stream` of the job: its state on connect, then each change of status or progress, then
     `end` and the stream closes; `Last-Event-ID` resumes after the last event received. Lighter than polling
     `GET /jobs/{id}`; `curl -N` shows it live. 503 with Retry-After when too many streams are open."""
@@ -87,5 +88,6 @@ async def job_events_stream(job_id: RowId, request: Request,
     first = await run_in_threadpool(load)
     if first is None:  # a 404 problem before any byte of the stream
         raise not_found("job", job_id)
-    stream = job_events(first, load, request.is_disconnected, signals.waiter(job_id), last_event_id=last_event_id)
+    resume = int(last_event_id) if last_event_id and last_event_id.isascii() and last_event_id.isdigit() else None
+    stream = job_events(first, load, request.is_disconnected, signals.waiter(job_id), last_event_id=resume)
     return EventStream(signals.held(stream), headers=HEADERS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import uuid
 from collections import Counter
 from importlib.metadata import version
 from pathlib import Path
@@ -18,8 +19,8 @@ from PIL import Image
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
 
+from service import jobstate
 from service.openapi import LINKS, document_text
-from workers.jobrun import claim
 
 from .conftest import API_KEY
 
@@ -47,7 +48,9 @@ def _registry(api, make_task) -> dict[str, int]:
     assert individual_job["status"] == "succeeded", individual_job
     running = api.post_task(make_task(["d", "e"], 6, seed=3), name="running")["id"]
     api.sent.clear()  # no worker will run it: it stays running, as if a worker were busy with it
-    assert claim(api.ctx, running, worker="busy@contract") is not None
+    with api.ctx.sessions() as s:  # no worker will run it: claimed as if a worker were busy with it
+        assert jobstate.claim(s, running, worker="busy@contract") is not None
+        s.commit()
     return {"task_job": task_job, "individual": individual_job["result"]["individual_id"], "running_job": running}
 
 
@@ -81,6 +84,11 @@ def run_schemathesis(app, files, seed: int, max_examples: int) -> tuple[int, lis
 
     @schema.hook("map_case")
     def valid_files(_context, case):
+        # An Idempotency-Key names one logical request: reusing one with another body is a client error (422),
+        # which a schema cannot express, so each generated request gets a key of its own.
+        positive = case.meta is not None and case.meta.generation.mode.is_positive
+        if positive and case.headers and "Idempotency-Key" in case.headers:
+            case.headers["Idempotency-Key"] = f"contract-{uuid.uuid4().hex}"
         chosen = files.get((case.operation.method.lower(), case.operation.path))
         if chosen and isinstance(case.body, dict) and case.meta is not None and case.meta.generation.mode.is_positive:
             case.body.update({field: data for field, data in chosen.items() if field in case.body})
