@@ -47,7 +47,7 @@ def test_idempotency_keys_belong_to_one_api_key(api, make_task):
         s.commit()
     data = make_task(["a", "b"], 4)
     mine = api.client.post("/tasks", files={"file": ("t.npz", data)}, headers={"Idempotency-Key": "k"})
-    theirs = api.client.post("/tasks", files={"file": ("t.npz", data)},
+    theirs = api.client.post("/tasks", files={"file": ("t.npz", data)}, data={"allow_duplicate": "true"},
                              headers={"Idempotency-Key": "k", "Authorization": f"Bearer {other_token}"})
     assert mine.status_code == theirs.status_code == 202
     assert mine.json()["id"] != theirs.json()["id"]  # the same key string, two clients: two jobs

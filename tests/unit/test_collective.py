@@ -105,8 +105,9 @@ def test_replay_keeps_old_classes_in_proportion_and_holds_classes_back():
     finally:
         c.net.forward = original
     # 9 classes learned; training on class 8 alone leaves 8 old ones: round(64 * 8 / 9) = 57 replayed,
-    # 7 new per batch, so 30 new samples take ceil(30 / 7) = 5 batches of 64.
-    assert len(seen) == 5 + 1 and all(n == 64 for n in seen[:5])  # + the held-out check's forward
+    # 7 new per batch: 30 new samples take ceil(30 / 7) = 5 batches, raised to min_batches_per_epoch (10).
+    steps = max(c.options.min_batches_per_epoch, 5)
+    assert len(seen) == steps + 1 and all(n == 64 for n in seen[:steps])  # + the held-out check's forward
     r2 = c.learn_task(make_task([f"b{i}" for i in range(3)], per_class=10, seed=1))  # epochs by convergence
     assert r2["held_back_classes"] == [] and 1 <= r2["epochs"] <= c.options.epochs
     assert len(r2["history"]) == r2["epochs"] and all("heldout_accuracy" in h for h in r2["history"])
