@@ -41,6 +41,7 @@ import httpx
 import numpy as np
 import torch
 
+from bench import git_commit
 from learngene.augment import augment
 from learngene.baselines import linear_probe_accuracy, prototype_accuracy
 from learngene.data import InputSpec, TaskDataset, npz_bytes, to_input
@@ -420,16 +421,6 @@ def run_family(fam: Family, args, log) -> dict:
             "chosen": chosen, "selection_scores": scores, "selection_seconds": selection_seconds,
             "joint_parameters": count_parameters(joint), "service": service_info,
             "not_available": unavailable, "rows": rows}
-
-
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from bench import git_commit
 from learngene import Collective, CollectiveOptions, InputSpec, Learngene, TrainOptions, ValidationOptions, to_input
 from learngene.baselines import linear_probe_accuracy, prototype_accuracy, train_joint
 from learngene.datasets import BASE_SCRIPTS, NOVEL_SCRIPTS, OPEN_WORLD_SCRIPTS, load_glyphs
@@ -217,14 +217,6 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
     return rows
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a checkout
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -251,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
-    t_start = time.perf_counter()
+    t_start, commit = time.perf_counter(), git_commit()  # the code that runs, not what HEAD is at the end
     glyphs = load_glyphs(cache_path=args.glyphs)
     c, task_reports, seen = grow(glyphs, args)
     joint_net, joint_info = joint_reference(c, seen, args)
@@ -267,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = c.info()
     report = {
         "run": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "commit": git_commit(), "mode": args.mode, "episodes": args.episodes, "tasks": args.tasks,
+                "commit": commit, "mode": args.mode, "episodes": args.episodes, "tasks": args.tasks,
                 "base_per_task": args.base_per_task, "validation_tasks": args.validation_tasks,
                 "settings": args.settings},
         "mode": args.mode, "device": str(select_device()), "seconds_total": time.perf_counter() - t_start,
