@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     preset: str = "small"
     seed: int = 0
     extract_method: str = Field("auto", description="learngene choice: auto (the library default), gradient, validated")
-    extract_k: int = Field(3, description="layers in a learngene")
+    extract_k: int = Field(3, description="block length of the gradient criterion, and of the K-blocks the validated "
+                           "choice tries beside every prefix")
 
     # Queue and workers.
     visibility_timeout_s: int = Field(
