@@ -73,7 +73,8 @@ async def job_events_stream(job_id: RowId, request: Request,
                             last_event_id: Annotated[str | None, Header(
                                 alias="Last-Event-ID", max_length=100,
                                 description="resume: the last id received (an id this stream never sent, as any "
-                                            "other value, starts it afresh, as the SSE standard has it)")] = None) -> EventStream:
+                                            "other value, starts it afresh, as the SSE standard has it)")] = None,
+                            ) -> EventStream:
     """A `text/event-stream` of the job: its state on connect, then each change of status or progress, then
     `end` and the stream closes; `Last-Event-ID` resumes after the last event received. Lighter than polling
     `GET /jobs/{id}`; `curl -N` shows it live. 503 with Retry-After when too many streams are open."""
