@@ -1,7 +1,9 @@
 """Benchmarks: each prints a table and writes JSON under var/bench/, comparing methods in the same run."""
 from __future__ import annotations
 
+import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,3 +17,21 @@ def git_commit() -> str:
         return sha + ("+dirty" if dirty else "")
     except OSError:
         return "unknown"
+
+
+def drop_redis_keys(broker_url: str, prefix: str) -> None:
+    """Delete this run's keys (those under `prefix`) from the broker, and nothing else."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+
+
+def write_report(results: dict, out: str | Path, table: Callable[[dict], str]) -> None:
+    """Write the JSON, then print the table and where the JSON went."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\nwritten to {out}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import platform
 import secrets
@@ -35,6 +34,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench import drop_redis_keys, write_report
 from learngene.datasets import pattern_images as synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -221,17 +221,9 @@ def main() -> None:
         proc.wait(60)
         shutil.rmtree(data_dir, ignore_errors=True)
         if args.broker_url:
-            import redis
+            drop_redis_keys(args.broker_url, env["LEARNGENE_REDIS_KEY_PREFIX"])
 
-            client = redis.Redis.from_url(args.broker_url)
-            for key in client.scan_iter(match=f"{env['LEARNGENE_REDIS_KEY_PREFIX']}*"):
-                client.delete(key)
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nwritten to {out}")
+    write_report(results, args.out, table)
 
 
 def table(r: dict) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench import drop_redis_keys, write_report
 from bench.api import free_port, npz, percentile_ms, wait_job
 from learngene.datasets import pattern_images as synthetic
 
@@ -205,16 +205,8 @@ def main() -> None:
             shutil.copy(log, logs / log.name)
         shutil.rmtree(data, ignore_errors=True)
         if args.broker_url:  # only this run's keys
-            import redis
-
-            client = redis.Redis.from_url(args.broker_url)
-            for key in client.scan_iter(match=f"{env['LEARNGENE_REDIS_KEY_PREFIX']}*"):
-                client.delete(key)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    print(f"\nwritten to {out}")
+            drop_redis_keys(args.broker_url, env["LEARNGENE_REDIS_KEY_PREFIX"])
+    write_report(results, args.out, table)
 
 
 def table(r: dict) -> str:
