@@ -33,7 +33,8 @@ class Learngene:
     selections: dict = field(default_factory=dict)  # {"gradient": [...], "validated": [...]}
     candidates: list[dict] = field(default_factory=list)  # validated: {"layers", "accuracy"} per block
     source: dict = field(default_factory=dict)  # tasks_seen, widths, parameters of the collective
-    strategies: dict = field(default_factory=dict)  # {"1": {"learngene": acc, "scratch": …, "instant": …}}
+    # {"1": {"learngene": acc, "scratch": …, "instant": …, "tasks": n, "paired_se": {"scratch": …, "instant": …}}}
+    strategies: dict = field(default_factory=dict)
 
     @property
     def parameters(self) -> int:

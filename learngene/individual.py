@@ -13,8 +13,10 @@ Inits (`TrainOptions.init`):
 - `scratch`: the same net with nothing inherited, same recipe.
 - `instant`: no training: the whole collective's conv trunk and a cosine head on class prototypes.
 - `auto` (default): the best of the three for this support, by cross-validation over its shots
-  (leave one shot per class out) when every class has two or more; with one shot, by the scores the
-  learngene's validation recorded on pseudo tasks at one shot. The choice and its scores go to metrics.
+  (leave one shot per class out, up to 3 folds) when every class has two or more; with one shot, by the
+  scores the learngene's validation recorded on pseudo tasks at one shot. The learngene individual stays
+  unless another init beats it by more than one paired standard error. Choice, scores and margins go to
+  metrics.
 
     ind = train_individual(support, learngene, TrainOptions(seed=0), eval_set=query, trunk=whole)
     ind.metrics["eval_accuracy"], ind.metrics["auto"], ind.predict(images)[0]["label"]
@@ -62,7 +64,7 @@ class TrainOptions:
     label_smoothing: float = 0.1
     augment: bool = True
     fresh_width: float = 0.5  # width of fresh layers relative to the collective's
-    cv_folds: int = 2  # auto: shots held out per class, one per fold
+    cv_folds: int = 3  # auto: shots held out per class, one per fold
     score: str = "max_softmax"  # unknown score for predictions
 
     def resolved(self) -> "TrainOptions":
@@ -200,42 +202,63 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
 
 def cross_validate(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tensor, y: torch.Tensor,
                    num_classes: int, o: TrainOptions, inits: tuple[str, ...], device: torch.device,
-                   should_stop: ShouldStop | None = None) -> dict[str, float]:
-    """Mean accuracy of each init over folds that each hold one shot per class out of the support."""
+                   should_stop: ShouldStop | None = None) -> dict[str, list[float]]:
+    """Per held-out image, whether each init got it right, over folds that each hold one shot per class out."""
     shots = int(torch.bincount(y, minlength=num_classes).min())
     gen = torch.Generator().manual_seed(o.seed + 17)
     perms = {c: (y == c).nonzero().flatten()[torch.randperm(int((y == c).sum()), generator=gen)]
              for c in range(num_classes)}
-    scores: dict[str, list[float]] = {i: [] for i in inits}
+    correct: dict[str, list[float]] = {i: [] for i in inits}
     for fold in range(min(o.cv_folds, shots)):
         q = torch.stack([perms[c][fold] for c in range(num_classes)])
         s = torch.tensor(sorted(set(range(len(y))) - set(q.tolist())))
         for init in inits:
             net, _, _ = make_net(init, learngene, trunk, x[s], y[s], num_classes, o, device=device,
                                  should_stop=should_stop)
-            scores[init].append(accuracy(logits_of(net, x[q], device), y[q]))
-    return {i: float(np.mean(v)) for i, v in scores.items()}
+            correct[init] += (logits_of(net, x[q], device).argmax(1) == y[q]).float().tolist()
+    return correct
+
+
+def paired_margins(outcomes: dict[str, list[float]], base: str = "learngene") -> dict[str, float]:
+    """Standard error of (init − base) over paired outcomes (held-out images, or pseudo tasks)."""
+    out = {}
+    for init, v in outcomes.items():
+        if init != base and len(v) > 1:
+            d = np.asarray(v) - np.asarray(outcomes[base])
+            out[init] = float(d.std(ddof=1) / math.sqrt(len(d)))
+    return out
+
+
+def pick_init(scores: dict[str, float], margins: dict[str, float]) -> str:
+    """The learngene individual unless another init beats it by more than one standard error of the paired
+    difference; then the best of those. The small trained model is the product: it gives way only to
+    evidence, not to noise (two folds of twenty images differ by a few points by chance alone)."""
+    if "learngene" not in scores:
+        return max(scores, key=scores.get)
+    better = {i: s for i, s in scores.items()
+              if i != "learngene" and s - scores["learngene"] > margins.get(i, 0.0)}
+    return max(better, key=better.get) if better else "learngene"
 
 
 def choose_init(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tensor, y: torch.Tensor,
                 num_classes: int, o: TrainOptions, device: torch.device,
                 should_stop: ShouldStop | None = None) -> dict:
-    """What `init="auto"` picks for this support, and why: {"init", "scores", "by"}."""
+    """What `init="auto"` picks for this support, and why: {"init", "scores", "margins", "by"}."""
     inits = TRAINED + (("instant",) if trunk is not None else ())
     shots = int(torch.bincount(y, minlength=num_classes).min())
     if shots >= 2:
-        scores, by = cross_validate(learngene, trunk, x, y, num_classes, o, inits, device, should_stop), \
-            f"cross-validation over the support ({min(o.cv_folds, shots)} folds, one shot per class out)"
+        correct = cross_validate(learngene, trunk, x, y, num_classes, o, inits, device, should_stop)
+        scores = {i: float(np.mean(v)) for i, v in correct.items()}
+        margins = paired_margins(correct)
+        by = f"cross-validation over the support ({min(o.cv_folds, shots)} folds, one shot per class out)"
     else:
         prior = (learngene.strategies or {}).get("1", {})
         scores = {i: float(prior[i]) for i in inits if i in prior}
+        margins = {i: float(m) for i, m in prior.get("paired_se", {}).items() if i in scores}
         by = "the learngene's validation pseudo tasks at one shot"
         if not scores:
             scores, by = {"learngene": 1.0}, "default (no evidence recorded with this learngene)"
-    # Ties go to the earlier entry: the small learngene individual first.
-    order = [i for i in ("learngene", "instant", "scratch") if i in scores]
-    best = max(order, key=lambda i: (scores[i], -order.index(i)))
-    return {"init": best, "scores": scores, "by": by}
+    return {"init": pick_init(scores, margins), "scores": scores, "margins": margins, "by": by}
 
 
 def _matching(ds: TaskDataset, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ import torch
 
 from .genes import Learngene
 from .gradstats import candidate_blocks, choose_block, stability_scores
-from .individual import TrainOptions, individual_config, make_net
+from .individual import TrainOptions, individual_config, make_net, paired_margins
 from .model import ConvNet, count_parameters
 from .training import ShouldStop, accuracy, check_stop, from_uint8, logits_of
 
@@ -38,6 +38,7 @@ class ValidationOptions:
     ways: int = 10
     shots: int = 2
     max_fraction: float = 0.5  # blocks whose individual exceeds this share of the collective are skipped
+    evidence_tasks: int = 10  # one-shot pseudo tasks scoring learngene / scratch / instant for init="auto"
     seed: int = 0
 
 
@@ -85,15 +86,25 @@ def pseudo_tasks(x_all: torch.Tensor, y_all: torch.Tensor, ways: int, shots: int
     return tasks
 
 
-def score_tasks(init: str, tasks: list, gene: Learngene, trunk: Learngene | None, block: list[int] | None,
-                seed: int, device, should_stop: ShouldStop | None = None) -> float:
+def task_accuracies(init: str, tasks: list, gene: Learngene, trunk: Learngene | None, block: list[int] | None,
+                    seed: int, device, should_stop: ShouldStop | None = None) -> list[float]:
     accs = []
     for ti, (sx, sy, qx, qy, ways) in enumerate(tasks):
         check_stop(should_stop)
         opts = TrainOptions(init=init, seed=seed + ti)
         net, _, _ = make_net(init, gene, trunk, sx, sy, ways, opts, block, device, should_stop=should_stop)
         accs.append(accuracy(logits_of(net, qx, device), qy))
-    return float(np.mean(accs))
+    return accs
+
+
+def one_shot_evidence(tasks: list, whole: Learngene, block: list[int], seed: int, device,
+                      should_stop: ShouldStop | None = None) -> dict:
+    """Mean one-shot accuracy of each init on the same pseudo tasks, and the paired standard errors against
+    the learngene individual: {"learngene": .., "scratch": .., "instant": .., "tasks": n, "paired_se": {..}}."""
+    per_task = {init: task_accuracies(init, tasks, whole, whole, block, seed, device, should_stop)
+                for init in ("learngene", "scratch", "instant")}
+    return {**{i: float(np.mean(v)) for i, v in per_task.items()}, "tasks": len(tasks),
+            "paired_se": paired_margins(per_task)}
 
 
 def extract_learngene(collective, method: str = "auto", k: int = 3, param_budget: int | None = None,
@@ -121,7 +132,8 @@ def extract_learngene(collective, method: str = "auto", k: int = 3, param_budget
                   and (param_budget is None or sum(layer_params[i] for i in b) <= param_budget)]
         steps = len(blocks) + 1
         for bi, block in enumerate(blocks if tasks else []):
-            acc = score_tasks("learngene", tasks, whole, None, block, o.seed, collective.device, should_stop)
+            acc = float(np.mean(task_accuracies("learngene", tasks, whole, None, block, o.seed, collective.device,
+                                                should_stop)))
             candidates.append({"layers": block, "accuracy": acc,
                                "parameters": individual_parameters(collective, block, o.ways)})
             if progress:
@@ -130,11 +142,10 @@ def extract_learngene(collective, method: str = "auto", k: int = 3, param_budget
             best = max(candidates, key=lambda c: (round(c["accuracy"], 6), -c["parameters"]))
             selections["validated"] = best["layers"]
             # One-shot evidence for init="auto": the chosen block against scratch and the instant model.
-            one_shot = pseudo_tasks(x_all, y_all, o.ways, 1, o.tasks, o.seed + 1)
+            one_shot = pseudo_tasks(x_all, y_all, o.ways, 1, o.evidence_tasks, o.seed + 1)
             if one_shot:
-                strategies["1"] = {init: score_tasks(init, one_shot, whole, whole, best["layers"], o.seed,
-                                                     collective.device, should_stop)
-                                   for init in ("learngene", "scratch", "instant")}
+                strategies["1"] = one_shot_evidence(one_shot, whole, best["layers"], o.seed, collective.device,
+                                                    should_stop)
             if progress:
                 progress({"stage": "validate", "epoch": steps, "epochs": steps, "fraction": 1.0})
     layers = selections.get(method) or selections["gradient"]

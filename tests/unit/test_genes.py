@@ -34,7 +34,8 @@ def test_validated_selection_tries_every_block_and_records_evidence(collective):
     best = max(lg.candidates, key=lambda c: (round(c["accuracy"], 6), -c["parameters"]))["layers"]
     assert lg.layers == best == lg.selections["validated"]
     assert "gradient" in lg.selections
-    assert set(lg.strategies["1"]) == {"learngene", "scratch", "instant"}
+    assert set(lg.strategies["1"]) == {"learngene", "scratch", "instant", "tasks", "paired_se"}
+    assert set(lg.strategies["1"]["paired_se"]) <= {"scratch", "instant"}
     back = Learngene.from_bytes(lg.to_bytes())
     assert back.strategies == lg.strategies and back.candidates == lg.candidates
 

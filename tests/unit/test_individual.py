@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from learngene import Collective, DatasetError, Individual, InputSpec, Learngene, TrainOptions, train_individual
-from learngene.individual import build_net, choose_init, inherited_prefix, step_budget
+from learngene.individual import build_net, choose_init, inherited_prefix, paired_margins, pick_init, step_budget
 
 
 _COLLECTIVE: dict = {}
@@ -135,7 +135,8 @@ def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factor
     ind = train_individual(support, learngene, TrainOptions(epochs=2), trunk=trunk)
     auto = ind.metrics["auto"]
     assert set(auto["scores"]) == {"learngene", "scratch", "instant"} and "cross-validation" in auto["by"]
-    assert ind.init == auto["init"] == max(auto["scores"], key=lambda i: (auto["scores"][i], i == "learngene"))
+    assert set(auto["margins"]) == {"scratch", "instant"} and all(m >= 0 for m in auto["margins"].values())
+    assert ind.init == auto["init"] == pick_init(auto["scores"], auto["margins"])
     assert ind.options["init"] == "auto"
     # One shot per class: no folds, so the learngene's recorded evidence decides.
     one = task_factory(["x", "y", "z"], per_class=1)
@@ -146,6 +147,14 @@ def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factor
     finally:
         learngene.strategies = {}
     assert pick["init"] == "scratch" and "validation" in pick["by"]
+
+
+def test_auto_keeps_the_learngene_individual_unless_another_init_is_clearly_better():
+    scores = {"learngene": 0.80, "scratch": 0.70, "instant": 0.83}
+    assert pick_init(scores, {"scratch": 0.02, "instant": 0.05}) == "learngene"  # +0.03 is within one SE
+    assert pick_init(scores, {"scratch": 0.02, "instant": 0.01}) == "instant"
+    assert pick_init({"learngene": 0.5, "scratch": 0.9, "instant": 0.8}, {}) == "scratch"  # no SE: the best
+    assert paired_margins({"learngene": [1, 0, 1, 1], "instant": [1, 1, 1, 1]}) == {"instant": 0.25}
 
 
 def _converted(ds, learngene):
