@@ -317,13 +317,13 @@ def _forward_progress(workdir: Path, read: int, progress: Callable[[dict], None]
 
 
 def _rank_error(workdir: Path, failed: list[int], codes: list[int | None]) -> Exception:
-    for r in failed:
-        path = workdir / f"error-{r}.json"
-        if path.exists():
-            err = json.loads(path.read_text())
-            kind = {"Cancelled": Cancelled, "DatasetError": DatasetError, "ValueError": ValueError}.get(err["type"])
-            return kind(err["message"]) if kind else RuntimeError(f"rank {r}: {err['type']}: {err['message']}")
-    return RuntimeError(f"rank {failed[0]} exited with code {codes[failed[0]]} before writing its error")
+    """The first error written: the cause (its peers then fail on the closed connection, or are killed)."""
+    errors = sorted(workdir.glob("error-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    if not errors:
+        return RuntimeError(f"rank {failed[0]} exited with code {codes[failed[0]]} before writing its error")
+    err, rank = json.loads(errors[0].read_text()), errors[0].stem.split("-")[1]
+    kind = {"Cancelled": Cancelled, "DatasetError": DatasetError, "ValueError": ValueError}.get(err["type"])
+    return kind(err["message"]) if kind else RuntimeError(f"rank {rank}: {err['type']}: {err['message']}")
 
 
 def free_port() -> int:
