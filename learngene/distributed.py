@@ -274,14 +274,14 @@ def learn_task_parallel(collective, ds: TaskDataset, processes: int, *, epochs: 
 
 def run_ranks(entry: str, processes: int, workdir: Path, *, progress: Callable[[dict], None] | None = None,
               should_stop: Callable[[], bool] | None = None, timeout_s: float = 600.0, threads: int = 1,
-              poll_s: float = 0.2) -> None:
-    """Run `entry` ("module:function", called as function(parallel, workdir)) on `processes` ranks; return when
-    all succeeded. The first rank to fail ends the others, and its error is raised here (Cancelled,
+              poll_s: float = 0.2, cwd: Path | None = None) -> None:
+    """Run `entry` ("module:function", called as function(parallel, workdir)) on `processes` ranks, started in
+    `cwd` (default: this one, where `entry`'s module must be importable); return when all succeeded. The first rank to fail ends the others, and its error is raised here (Cancelled,
     DatasetError and ValueError as themselves: the worker tells users their meaning)."""
     port = free_port()
     cmd = [sys.executable, "-m", "learngene.distributed", entry, str(workdir), "--world", str(processes),
            "--port", str(port), "--timeout", str(timeout_s), "--threads", str(threads)]
-    procs = [subprocess.Popen([*cmd, "--rank", str(r)]) for r in range(processes)]
+    procs = [subprocess.Popen([*cmd, "--rank", str(r)], cwd=cwd) for r in range(processes)]
     read = 0
     try:
         while True:
