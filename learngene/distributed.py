@@ -19,9 +19,11 @@ so the global batch and the number of steps are those of one device. Where the r
 - cancel is rank 0's answer, broadcast every step, so all ranks stop at the same step;
 - the gradient statistics that choose the learngene are recorded after DDP's all-reduce (the statistics of
   the global-batch gradient, as on one device) and their per-task sums are all-reduced (mean) once more, so
-  every rank holds one table; the learngene itself is then chosen once, by the caller, on rank 0's weights.
-A failing rank writes its error and exits; the caller kills the others at once (collectives also time out
-after `timeout_s`, for ranks whose caller died).
+  every rank holds one table; the learngene itself is then chosen once, by the caller, on rank 0's weights;
+- torch's global generator (the head's new class rows draw from it) goes to the ranks and comes back, so N
+  processes follow the sequence of one.
+A failing rank writes its error and exits; the caller kills the others at once. Ranks whose caller died stop
+at the next step (rank 0 sees its parent change) or when a collective times out (`timeout_s`).
 """
 from __future__ import annotations
 
@@ -276,8 +278,10 @@ def run_ranks(entry: str, processes: int, workdir: Path, *, progress: Callable[[
               should_stop: Callable[[], bool] | None = None, timeout_s: float = 600.0, threads: int = 1,
               poll_s: float = 0.2, cwd: Path | None = None) -> None:
     """Run `entry` ("module:function", called as function(parallel, workdir)) on `processes` ranks, started in
-    `cwd` (default: this one, where `entry`'s module must be importable); return when all succeeded. The first rank to fail ends the others, and its error is raised here (Cancelled,
-    DatasetError and ValueError as themselves: the worker tells users their meaning)."""
+    `cwd` (default: this one, where `entry`'s module must be importable); return when all succeeded.
+
+    The first rank to fail ends the others, and its error is raised here (Cancelled, DatasetError and
+    ValueError as themselves: the worker tells users their meaning)."""
     port = free_port()
     cmd = [sys.executable, "-m", "learngene.distributed", entry, str(workdir), "--world", str(processes),
            "--port", str(port), "--timeout", str(timeout_s), "--threads", str(threads)]
