@@ -7,7 +7,9 @@ process records (BatchNorm over the global batch, unequal shards weighted). Then
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -168,3 +170,42 @@ def test_cancel_stops_every_rank():
         learn_task_parallel(c, ds, 2, epochs=50, progress=progress.append, should_stop=lambda: bool(progress),
                             timeout_s=120)
     assert 1 <= len(progress) < 50 and c.tasks_seen == 0  # stopped early; the caller's collective untouched
+
+
+def until_stopped(parallel: Parallel, workdir: Path) -> None:
+    """Rank entry: note this rank's pid, then step (agreeing on should_stop, as training does) until told."""
+    (workdir / f"pid{parallel.rank}").write_text(str(os.getpid()))
+    while not parallel.should_stop():
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie whose new parent does not reap it has ended too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_ranks_stop_when_their_caller_dies(tmp_path):
+    script = ("import sys; from pathlib import Path; from learngene.distributed import run_ranks; "
+              "run_ranks('tests.unit.test_distributed:until_stopped', 2, Path(sys.argv[1]), timeout_s=3600)")
+    caller = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT)
+    try:
+        pids = []
+        for _ in range(600):  # the ranks start (importing torch) and join
+            if all((tmp_path / f"pid{r}").exists() for r in range(2)) and caller.poll() is None:
+                pids = [int((tmp_path / f"pid{r}").read_text()) for r in range(2)]
+                break
+            time.sleep(0.1)
+        assert pids, "the ranks did not start"
+    finally:
+        caller.kill()  # SIGKILL: no clean-up in the caller; the ranks must notice by themselves
+        caller.wait()
+    for _ in range(600):
+        if not any(_running(p) for p in pids):
+            break
+        time.sleep(0.1)
+    left = [p for p in pids if _running(p)]
+    for p in left:  # the test failed: do not leave them waiting out their hour
+        os.kill(p, 9)
+    assert not left  # stopped at their next step, not after the hour's timeout
