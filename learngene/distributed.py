@@ -119,11 +119,11 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
 
 
-def swap_batchnorm(net: nn.Module, make: Callable[[nn.modules.batchnorm._BatchNorm], nn.Module]) -> None:
-    """Replace every BatchNorm module of `net` in place by `make(old)`; see `_same_batchnorm`."""
+def swap_batchnorm(net: nn.Module, make: Callable[[nn.Module], nn.Module]) -> None:
+    """Replace every 2-d BatchNorm of `net` (the only kind a ConvNet has) in place by `make(old)`."""
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            if isinstance(child, (nn.BatchNorm2d, nn.SyncBatchNorm)):
                 setattr(parent, name, make(child))
 
 
