@@ -39,6 +39,7 @@ def queue_task(ctx: WorkerContext, data: bytes, epochs: int) -> int:
 
 @pytest.fixture
 def ddp_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARNGENE_DEVICE", "cpu")  # gloo, also on a machine with GPUs (the ranks inherit it)
     settings = Settings(data_dir=tmp_path, extract_method="gradient", ddp_processes="2", ddp_timeout_s=120,
                         progress_interval_s=0.0, job_heartbeat_s=0.2)
     upgrade(settings)
