@@ -143,6 +143,7 @@ def test_the_setting():
 def fail_on_rank_one(parallel: Parallel, workdir: Path) -> None:
     """Rank entry: rank 1 fails at once while rank 0 is busy for an hour (a rank waiting in a collective
     would also notice the closed connection itself)."""
+    torch.distributed.barrier()  # both have joined: from here rank 0 talks to nobody
     if parallel.rank == 1:
         raise ValueError("rank one refuses")
     time.sleep(3600)
