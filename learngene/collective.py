@@ -74,6 +74,7 @@ class Collective:
         self.held_back_classes: list[str] = []  # never trained on; holdback_y indexes this list
         self.holdback_x, self.holdback_y = empty.clone(), torch.zeros(0, dtype=torch.long)
         self.device = select_device()
+        self.parallel = None  # a distributed.Parallel while this is one rank of data-parallel growth
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -131,7 +132,7 @@ class Collective:
         report["heldout_index"] = sample_ids[held_idx.numpy()].tolist()  # into `ds`: for a joint reference
         history = self._train(x[train_idx], y[train_idx], x[held_idx], y[held_idx], known, epochs, gen,
                               progress, should_stop)
-        self.recorder.finish_task()
+        self.recorder.finish_task(reduce=self.parallel.mean if self.parallel else None)
 
         self._remember(x, y, train_idx, held_idx, gen)
         self.tasks.append({"name": name or f"task-{self.tasks_seen + 1}", "classes": list(ds.class_names),
@@ -192,6 +193,8 @@ class Collective:
         def on_epoch(epoch: int, stats: dict) -> bool:
             if len(check_y):
                 stats["heldout_accuracy"] = accuracy(logits_of(self.net, check_x, self.device), check_y)
+                if self.parallel:  # every rank keeps the same best epoch and stops at the same one
+                    stats["heldout_accuracy"] = self.parallel.from_main(stats["heldout_accuracy"])
                 if stats["heldout_accuracy"] > best["accuracy"]:
                     best.update(accuracy=stats["heldout_accuracy"], epoch=epoch,
                                 state={k: v.detach().clone() for k, v in self.net.state_dict().items()})
@@ -205,7 +208,7 @@ class Collective:
                         weight_decay=opts.weight_decay, warmup=min(steps_per_epoch, 100), extra_loss=extra,
                         after_backward=lambda: self.recorder.record(self.net.conv_layers()),
                         steps_per_epoch=steps_per_epoch, on_epoch=on_epoch, should_stop=should_stop,
-                        device=self.device)
+                        device=self.device, parallel=self.parallel)
         if epochs is None and best["state"] is not None:
             self.net.load_state_dict(best["state"])  # the epoch that did best on held-out samples
         return history

@@ -16,6 +16,8 @@ more stable) and `choose_block` picks the contiguous block of the most stable la
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -46,9 +48,13 @@ class GradientRecorder:
         self._sums = batch if self._sums is None else self._sums + batch
         self._batches += 1
 
-    def finish_task(self) -> None:
+    def finish_task(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Close the task's row. `reduce` (data-parallel growth: the mean over ranks) makes the per-batch sums
+        one table on every rank; each rank recorded the statistics of the same all-reduced gradient."""
         if self._sums is None:
             return
+        if reduce is not None:
+            self._sums = reduce(self._sums)
         mean = (self._sums / self._batches).cpu().numpy()
         for i, s in enumerate(STATISTICS):
             self.history[s].append([float(v) for v in mean[:, i]])

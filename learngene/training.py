@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .distributed import Parallel
 
 Progress = Callable[[dict], None]
 ShouldStop = Callable[[], bool]
@@ -60,19 +64,24 @@ def train(net: nn.Module, draw: Callable[[int], Batch], *, steps: int, lr: float
           extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
           after_backward: Callable[[], None] | None = None, frozen_bn: Iterable[nn.Module] = (),
           steps_per_epoch: int | None = None, on_epoch: Callable[[int, dict], bool | None] | None = None,
-          should_stop: ShouldStop | None = None, device: torch.device | None = None) -> list[dict]:
+          should_stop: ShouldStop | None = None, device: torch.device | None = None,
+          parallel: Parallel | None = None) -> list[dict]:
     """Train `net` for `steps` AdamW steps (warm-up + cosine); returns one stats dict per epoch.
 
     `extra_loss(logits, x)` adds to the cross-entropy (distillation, anchor penalty); `after_backward`
     runs between backward and step (gradient statistics); BatchNorm layers in `frozen_bn` stay in eval
     mode, so their inherited running statistics are used and kept. `on_epoch(epoch, stats)` is called
     every `steps_per_epoch` steps and at the end; answering True stops training early.
+    With `parallel` (learngene/distributed.py, one rank of data-parallel training) each step takes this
+    rank's rows of the global batch `draw` gives, DDP averages the gradients, and the epoch stats are those of
+    the global batches; without it nothing of that runs.
     """
     device = device or next(net.parameters()).device
     net.to(device).train()
     frozen = list(frozen_bn)
     for m in frozen:
         m.eval()
+    model = parallel.wrap(net) if parallel is not None else net
     optim = torch.optim.AdamW(param_groups(net, lr, lr_scale), lr=lr, weight_decay=weight_decay)
     sched = warmup_cosine(optim, steps, warmup)
     per_epoch = steps_per_epoch or steps
@@ -81,13 +90,15 @@ def train(net: nn.Module, draw: Callable[[int], Batch], *, steps: int, lr: float
     for step in range(steps):
         check_stop(should_stop)
         bx, by = draw(step)
+        if parallel is not None:
+            bx, by, share = parallel.shard(bx, by)
         bx, by = bx.to(device, non_blocking=True), by.to(device, non_blocking=True)
-        logits = net(bx)
+        logits = model(bx)
         loss = F.cross_entropy(logits, by, label_smoothing=label_smoothing)
         if extra_loss is not None:
             loss = loss + extra_loss(logits, bx)
         optim.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if parallel is None else loss * share).backward()
         if after_backward is not None:
             after_backward()
         optim.step()
@@ -96,12 +107,16 @@ def train(net: nn.Module, draw: Callable[[int], Batch], *, steps: int, lr: float
         correct += int((logits.detach().argmax(1) == by).sum())
         seen += len(by)
         if (step + 1) % per_epoch == 0 or step + 1 == steps:
+            if parallel is not None:
+                total, correct, seen = parallel.sum(total, correct, seen)
             stats = {"epoch": len(history) + 1, "steps": step + 1, "loss": total / max(seen, 1),
                      "accuracy": correct / max(seen, 1)}
             history.append(stats)
             total, correct, seen = 0.0, 0, 0
             if on_epoch is not None and on_epoch(stats["epoch"], stats):
                 break
+    if parallel is not None:
+        parallel.unwrap(net)
     net.eval()
     return history
 

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     grow_time_limit_s: int = Field(6 * 3600, ge=1, description="Celery hard time limit of a grow job")
     individual_time_limit_s: int = Field(3600, ge=1, description="Celery hard time limit of an individual job")
     grow_lease_poll_s: float = Field(1.0, gt=0, description="how often a grow job waiting for its collective looks")
+    ddp_processes: str = Field(
+        "1", pattern=r"^\s*(auto|[1-9][0-9]*)\s*$", description="processes training the collective data-parallel "
+        "in one grow job (learngene/distributed.py): 1 = off, N (gloo on CPU, NCCL with one per GPU), auto = one "
+        "per visible GPU")
+    ddp_timeout_s: float = Field(600.0, gt=0, description="a data-parallel rank waiting this long in a collective "
+                                 "operation gives up (its peers died without the worker noticing)")
     torch_threads: int = Field(
         1, ge=0, description="CPU threads per process for torch (0: torch's default). One is right when API and "
         "worker share a few cores: torch's spinning threads collapse when the machine is oversubscribed")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from learngene import Cancelled, Collective, InputSpec, Learngene, load_dataset
+from learngene.distributed import ddp_processes, learn_task_parallel
 from service import jobstate
 from service.models import Collective as CollectiveRow
 from service.models import CollectiveVersion, Job, Learngene as LearngeneRow, Task
@@ -81,8 +82,12 @@ def _grow(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
         spec = InputSpec(channels=collective.channels, size=collective.size)
         net = Collective.create(spec, preset=collective.preset, seed=collective.seed)
     ds = load_dataset(store.get(task.sha256), filename=task.filename, limits=limits(ctx.settings))
-    report = net.learn_task(ds, epochs=task.epochs, progress=reporter.part(*TRAINING),
-                            should_stop=reporter.should_stop, name=task.name)
+    # One process, or several ranks (LEARNGENE_DDP_PROCESSES) while this one keeps the heartbeat, progress
+    # and cancel going; either way the learngene is then chosen once, here, on the grown weights.
+    net, report = learn_task_parallel(net, ds, ddp_processes(ctx.settings.ddp_processes), epochs=task.epochs,
+                                      progress=reporter.part(*TRAINING), should_stop=reporter.should_stop,
+                                      name=task.name, timeout_s=ctx.settings.ddp_timeout_s,
+                                      threads=ctx.settings.torch_threads)
     reporter.progress({"stage": "extracting learngene", "fraction": EXTRACTION[0]})
     gene = Learngene.extract(net, method=ctx.settings.extract_method, k=ctx.settings.extract_k,
                              progress=reporter.part(*EXTRACTION), should_stop=reporter.should_stop)
