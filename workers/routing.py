@@ -18,7 +18,6 @@ the lease is what makes two growths of one collective impossible.
 from __future__ import annotations
 
 import logging
-import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -52,19 +51,17 @@ def is_turn(s: Session, job_id: int) -> bool | None:
 
 
 def take_turn(ctx: WorkerContext, job_id: int) -> bool:
-    """Whether to run the job now. When not: it is deferred (with a Celery `send`) or, for a caller running
-    jobs itself (tests, ctx.send None), waited for here."""
-    while True:
-        with ctx.sessions() as s:
-            turn = is_turn(s, job_id)
-            if turn is not False:
-                return bool(turn)  # None: claim() will find it taken and log it
-            jobstate.defer(s, job_id, {"stage": WAITING, "fraction": 0.0})
-            s.commit()
-            job = s.get(Job, job_id)
-            if ctx.send is not None:
-                ctx.send(job, ctx.settings.grow_lease_poll_s)
-                log.info("grow job %s: its collective is busy; sent again in %g s", job_id,
-                         ctx.settings.grow_lease_poll_s)
-                return False
-        time.sleep(ctx.settings.grow_lease_poll_s)
+    """Whether to run the job now; when not, it is deferred: left queued and sent again in grow_lease_poll_s.
+    A caller running jobs itself (tests: ctx.send None) cannot defer: it runs the job, and the lease makes it
+    wait for a busy collective as before."""
+    if ctx.send is None:
+        return True
+    with ctx.sessions() as s:
+        turn = is_turn(s, job_id)
+        if turn is not False:
+            return bool(turn)  # None: no longer queued (cancelled, a duplicate message): nothing to run
+        jobstate.defer(s, job_id, {"stage": WAITING, "fraction": 0.0})
+        s.commit()
+        ctx.send(s.get(Job, job_id), ctx.settings.grow_lease_poll_s)
+    log.info("grow job %s: its collective is busy; sent again in %g s", job_id, ctx.settings.grow_lease_poll_s)
+    return False
