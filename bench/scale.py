@@ -11,7 +11,10 @@ has its own data folder and cache, as on separate hosts; with the local folder a
 
 1. Per backend (local, s3): one task grows a collective, then N individual orders go to 1 worker; per-job
    time is the job's own `finished_at - started_at` (claim to commit: loading, training, storing), median;
-   the S3 backend's added latency per job is the difference of the medians (and their ratio).
+   the S3 backend's added latency per job is the difference of the medians (and their ratio). Training
+   time varies more than the store's share, so the store's own work per job is also timed directly:
+   what an individual job does with it (read the learngene and the support set, write the model: the same
+   bytes), local folder against S3 with an empty cache and with a warm one, median of repeats.
 2. S3 backend: the same N orders with 2 and 4 worker processes: jobs per minute from first order to last
    end, and the speed-up over 1 worker.
 3. DDP step times (1 and 2 processes) from bench/ddp.py when it is there (see DDP HOOK below).
@@ -74,6 +77,43 @@ class S3Server:
         self.bucket = "bench"
         boto3.client("s3", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                      aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket=self.bucket)
+
+
+def store_ops(store, gene: bytes, support: bytes, model: bytes, repeats: int, cold: bool) -> dict:
+    """Median seconds of one job's store work: get(learngene) + get(support) + put(a new model of that size)."""
+    gene_sha, support_sha = store.put(gene), store.put(support)
+    times = []
+    for _ in range(repeats):
+        if cold:  # an empty cache: every read goes to the bucket, as on a worker that never saw them
+            store.cache.discard(gene_sha)
+            store.cache.discard(support_sha)
+        fresh = model + os.urandom(16)  # new content: a real write, not the skipped put of known bytes
+        start = time.perf_counter()
+        store.get(gene_sha)
+        store.get(support_sha)
+        store.put(fresh)
+        times.append(time.perf_counter() - start)
+    return {"ms_median": round(statistics.median(times) * 1000, 2), "repeats": repeats}
+
+
+def measure_store(folder: Path, s3: "S3Server", client: httpx.Client, support: bytes, repeats: int) -> dict:
+    from service.artifact_cache import ArtifactCache
+    from service.artifacts import ArtifactStore
+    from service.s3store import S3ArtifactStore
+
+    gene = client.get("/learngenes").json()["items"][0]
+    ind = client.get("/individuals").json()["items"][0]
+    gene_bytes = client.get(f"/learngenes/{gene['id']}/weights").content
+    model_bytes = client.get(f"/individuals/{ind['id']}/weights").content
+    os.environ.update(s3.env)
+    cache = ArtifactCache(folder / "ops-cache", 1 << 30)
+    remote = S3ArtifactStore(s3.bucket, "ops", cache, folder / "ops-staging")
+    out = {"bytes": {"learngene": len(gene_bytes), "support": len(support), "model": len(model_bytes)},
+           "local": store_ops(ArtifactStore(folder / "ops-local"), gene_bytes, support, model_bytes, repeats, False),
+           "s3_cold": store_ops(remote, gene_bytes, support, model_bytes, repeats, True),
+           "s3_warm": store_ops(remote, gene_bytes, support, model_bytes, repeats, False)}
+    out["s3_cold_added_ms"] = round(out["s3_cold"]["ms_median"] - out["local"]["ms_median"], 2)
+    return out
 
 
 def create_database(pg: str, name: str) -> str:
@@ -153,7 +193,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "scale.json"))
     args = parser.parse_args()
-    orders, epochs = (8, 10) if args.quick else (16, 20)
+    orders, epochs = (8, 60) if args.quick else (16, 120)
     run = uuid.uuid4().hex[:6]
     folder = Path(tempfile.mkdtemp(prefix="lg-scale-"))
     base = {k: v for k, v in os.environ.items() if not k.startswith("LEARNGENE_")}
@@ -190,6 +230,8 @@ def main() -> None:
                         row = {"backend": backend, "workers": n, **orders_round(client, support, orders, epochs)}
                         results["rounds"].append(row)
                         print(row, flush=True)
+                    if backend == "s3":
+                        results["store_ops"] = measure_store(folder, s3, client, support, 10 if args.quick else 30)
             finally:
                 deployment.close()
         if ddp_step_times is not None:  # DDP HOOK
@@ -232,6 +274,14 @@ def table(r: dict) -> str:
     if "s3_added_s_per_job" in r:
         lines += ["", f"S3 backend's added time per job (1 worker, medians): {r['s3_added_s_per_job']} s "
                       f"(ratio {r['s3_job_time_ratio']})"]
+    if "store_ops" in r:
+        o = r["store_ops"]
+        b = o["bytes"]
+        lines += ["", f"The store's work in one individual job (get learngene {b['learngene']} B + get support "
+                      f"{b['support']} B + put model {b['model']} B), median of {o['local']['repeats']}:",
+                  "| local folder | S3, empty cache | S3, warm cache | S3 added (empty cache) |", "|---|---|---|---|",
+                  f"| {o['local']['ms_median']} ms | {o['s3_cold']['ms_median']} ms | {o['s3_warm']['ms_median']} ms | "
+                  f"{o['s3_cold_added_ms']} ms |"]
     lines += ["", "DDP step time (bench/ddp.py):"]
     if r.get("ddp"):
         lines += ["| processes | backend | device | step (ms) |", "|---|---|---|---|"]

@@ -140,8 +140,8 @@ class S3ArtifactStore:
 
         try:
             if not self.exists(digest):
-                config = TransferConfig(multipart_threshold=self.multipart_bytes, multipart_chunksize=self.multipart_bytes,
-                                        use_threads=False)
+                config = TransferConfig(multipart_threshold=self.multipart_bytes,
+                                        multipart_chunksize=self.multipart_bytes, use_threads=False)
                 with translated(digest):
                     self.client.upload_file(str(path), self.bucket, self.key(digest), Config=config,
                                             ExtraArgs={"ChecksumAlgorithm": "SHA256"})

@@ -25,7 +25,7 @@ Send = Callable[[Job, float], None]
 
 
 def describe_device() -> str:
-    """Where this process trains, for the Worker row and each job: `cuda:0 NVIDIA H200`, `cpu (1 threads)`."""
+    """Where this process trains, for the Worker row and each job: `cuda:0 NVIDIA H200`, `cpu (1 thread)`."""
     import torch
 
     from learngene.device import select_device
@@ -36,7 +36,8 @@ def describe_device() -> str:
         count = torch.cuda.device_count()
         more = f" (+{count - 1} more)" if count > 1 else ""
         return f"cuda:{index} {torch.cuda.get_device_name(index)}{more}"[:200]
-    return f"{device.type} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 @dataclass

@@ -143,3 +143,18 @@ def test_the_url_names_bucket_and_prefix():
     assert parse_url("s3://models") == ("models", "")
     with pytest.raises(ValueError):
         parse_url("/srv/artifacts")
+
+
+def test_a_put_carries_the_sha256_checksum_s3_checks(s3_server, aws_env, tmp_path):
+    # S3 and MinIO refuse a PUT whose bytes do not match this header; moto does not check it, so the test
+    # looks at what is sent.
+    import base64
+    import hashlib
+
+    store = make_store(s3_server, aws_env, tmp_path, s3_server.bucket())
+    sent: list[str] = []
+    store.client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(request.headers.get("x-amz-checksum-sha256")))
+    data = os.urandom(2000)
+    store.put(data)
+    assert sent == [base64.b64encode(hashlib.sha256(data).digest()).decode()]
