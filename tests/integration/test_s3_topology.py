@@ -168,7 +168,7 @@ def test_a_store_outage_during_a_job_is_retried_and_nothing_half_written_is_read
 def test_two_collectives_grow_at_once_and_each_keeps_its_order(topology, make_task, kit):
     client = topology.client
     # alpha's first task trains long; its second must wait for it; beta's must not wait for either.
-    a1 = upload(client, "a1.npz", make_task(["a", "b", "c"], 8, seed=1), epochs="40", collective="alpha")
+    a1 = upload(client, "a1.npz", make_task(["a", "b", "c"], 8, seed=1), epochs="80", collective="alpha")
     a2 = upload(client, "a2.npz", make_task(["c", "d"], 8, seed=2), epochs="2", collective="alpha")
     b1 = upload(client, "b1.npz", make_task(["x", "y"], 8, seed=3), epochs="2", collective="beta")
     a1, a2, b1 = (kit.wait_job(client, j["id"], 240) for j in (a1, a2, b1))
