@@ -45,9 +45,9 @@ from learngene.datasets import pattern_images as synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# ---- DDP HOOK: bench/ddp.py (issue 13, part B) measures DataParallel step times; its rows join this report.
-# Expected: ddp_step_times(quick: bool) -> list[dict] with at least "processes", "backend", "device",
-# "step_ms" (median). Absent (ImportError) → the report says "not measured".
+# ---- DDP HOOK: bench/ddp.py (issue 13, part B) times DistributedDataParallel steps; its rows join this report.
+# ddp_step_times(steps=, warmup=) -> [{"mode", "processes", "backend", "device", "threads_per_rank",
+# "median_step_s", "samples_per_s", "step_ratio_to_first", ...}]. Absent (ImportError): "not measured".
 try:
     from bench.ddp import ddp_step_times  # type: ignore[attr-defined]
 except ImportError:
@@ -234,8 +234,8 @@ def main() -> None:
                         results["store_ops"] = measure_store(folder, s3, client, support, 10 if args.quick else 30)
             finally:
                 deployment.close()
-        if ddp_step_times is not None:  # DDP HOOK
-            results["ddp"] = ddp_step_times(quick=args.quick)
+        if ddp_step_times is not None:  # DDP HOOK: bench/ddp.py's quick and full step counts
+            results["ddp"] = ddp_step_times(steps=30, warmup=15) if args.quick else ddp_step_times(steps=100, warmup=20)
     finally:
         if s3 is not None:
             stop(s3.proc)
@@ -284,9 +284,11 @@ def table(r: dict) -> str:
                   f"{o['s3_cold_added_ms']} ms |"]
     lines += ["", "DDP step time (bench/ddp.py):"]
     if r.get("ddp"):
-        lines += ["| processes | backend | device | step (ms) |", "|---|---|---|---|"]
-        lines += [f"| {d.get('processes')} | {d.get('backend')} | {d.get('device')} | {d.get('step_ms')} |"
-                  for d in r["ddp"]]
+        lines += ["| run | processes | backend | device | threads/rank | step (ms, median) | samples/s | vs first |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {d.get('mode')} | {d.get('processes')} | {d.get('backend')} | {d.get('device')} | "
+                  f"{d.get('threads_per_rank')} | {round(d['median_step_s'] * 1000, 2)} | {d.get('samples_per_s')} | "
+                  f"{d.get('step_ratio_to_first')} |" for d in r["ddp"]]
     else:
         lines.append("not measured here (bench/ddp.py absent)")
     return "\n".join(lines)
