@@ -59,7 +59,8 @@ def library_versions() -> dict[str, str]:
 
 
 def artifact_meta(store: Store, digest: str) -> dict:
-    """The `learngene` JSON of a safetensors artifact's header, read without loading its tensors."""
+    """The `learngene` JSON of a safetensors artifact's header, its tensors not loaded (the bytes are read
+    through the store, which verifies them, so this works on any backend)."""
     data = store.get(digest)  # whole (and verified): with an S3 store, from the local cache after the first read
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + n])
