@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-quick bench-ui bench-domains fonts browser glyphs cards clean
+.PHONY: install run test bench bench-quick bench-ui bench-domains bench-scale fonts browser glyphs cards clean
 
 # Progress shows on first use (about a minute and a half): one line per step, pip's own bars for the downloads.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -55,6 +55,11 @@ bench-ui: $(STAMP)
 cards: $(STAMP)
 	bash scripts/install-cards.sh
 	$(BIN)/python -c "from learngene.datasets import load_cards; print(load_cards(32, progress=print).summary())"
+
+# Jobs per minute with 1, 2 and 4 worker processes (S3 via moto), and the S3 store's added time per job against
+# the local folder; needs the local PostgreSQL and Redis (~6 min; `python -m bench.scale` without --quick ~15).
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale --quick
 
 # Non-glyph families (cards, RGB 32 px and grey 28 px) through the API against in-process anchors (~20 min).
 bench-domains: $(STAMP)

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import ui
-from service.artifacts import ArtifactStore
+from service.artifacts import open_store
 from service.auth import RateLimiter
 from service.db import make_engine, make_sessionmaker
 from service.events import JobSignals, install_publisher
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, enqueue: Enqueue | None = None)
     app.state.sessions = make_sessionmaker(engine)
     install_publisher(app.state.sessions, settings)  # cancels and refusals wake event streams too
     app.state.job_signals = JobSignals(settings)
-    app.state.store = ArtifactStore(settings.artifacts)
+    app.state.store = open_store(settings)
     app.state.celery = celery
     app.state.enqueue = enqueue or (lambda job: send_job(celery, job))
     app.state.models = ModelCache(app.state.store, settings.model_cache_size,

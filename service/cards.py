@@ -21,7 +21,7 @@ from fastapi import Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.artifacts import ArtifactStore
+from service.artifacts import Store
 from service.models import Collective, CollectiveVersion, Individual, Learngene, Task
 from service.routers.aliases import aliases_of
 
@@ -58,11 +58,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def artifact_meta(store: ArtifactStore, digest: str) -> dict:
-    """The `learngene` JSON of a safetensors artifact's header, read without loading its tensors."""
-    with open(store.path(digest), "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
+def artifact_meta(store: Store, digest: str) -> dict:
+    """The `learngene` JSON of a safetensors artifact's header, its tensors not loaded (the bytes are read
+    through the store, which verifies them, so this works on any backend)."""
+    data = store.get(digest)  # whole (and verified): with an S3 store, from the local cache after the first read
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
     return json.loads(header.get("__metadata__", {}).get("learngene", "{}"))
 
 
@@ -76,14 +77,14 @@ def _tasks_seen(session: Session, version: CollectiveVersion, default_epochs: in
              "samples": t.num_samples, "epochs": t.epochs or default_epochs} for number, t in rows]
 
 
-def _collective_recipe(store: ArtifactStore, version: CollectiveVersion) -> dict:
+def _collective_recipe(store: Store, version: CollectiveVersion) -> dict:
     options = artifact_meta(store, version.weights_sha256).get("options", {})
     keep = ("preset", "epochs", "batch_size", "lr", "weight_decay", "memory_per_class", "distill", "growth",
             "score", "seed")
     return {**{k: options[k] for k in keep if k in options}, "optimizer": "AdamW", "augmentation": AUGMENTATION}
 
 
-def learngene_card(session: Session, store: ArtifactStore, lg: Learngene) -> Card:
+def learngene_card(session: Session, store: Store, lg: Learngene) -> Card:
     version = lg.collective_version
     collective = session.get(Collective, version.collective_id)
     recipe = _collective_recipe(store, version)
@@ -118,7 +119,7 @@ def learngene_card(session: Session, store: ArtifactStore, lg: Learngene) -> Car
     return Card(meta, body)
 
 
-def individual_card(session: Session, store: ArtifactStore, ind: Individual) -> Card:
+def individual_card(session: Session, store: Store, ind: Individual) -> Card:
     lg = session.get(Learngene, ind.learngene_id) if ind.learngene_id else None
     own = artifact_meta(store, ind.weights_sha256)
     scratch = ind.init == "scratch"

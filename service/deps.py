@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Query, Request
 
-from service.artifacts import ArtifactStore
+from service.artifacts import Store
 from service.db import SessionDep  # noqa: F401 - re-exported so routers import deps from one place
 from service.jobs import Enqueue
 from service.predict import ModelCache
@@ -20,7 +20,7 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _store(request: Request) -> ArtifactStore:
+def _store(request: Request) -> Store:
     return request.app.state.store
 
 
@@ -33,7 +33,7 @@ def _models(request: Request) -> ModelCache:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-StoreDep = Annotated[ArtifactStore, Depends(_store)]
+StoreDep = Annotated[Store, Depends(_store)]
 EnqueueDep = Annotated[Enqueue, Depends(_enqueue)]
 ModelsDep = Annotated[ModelCache, Depends(_models)]
 IdempotencyKey = Annotated[

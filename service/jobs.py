@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import jobstate
-from service.artifacts import ArtifactStore
+from service.artifacts import Store
 from service.models import ApiKey, Job, JobKind, JobStatus
 from service.problems import Problem
 from service.registry import artifact_in_use
@@ -161,6 +161,7 @@ def job_public(job: Job) -> JobPublic:
         cancel_requested=job.cancel_requested,
         attempts=job.attempts,
         worker=job.worker,
+        device=job.device,
         links=job_links(job),
         created_at=job.created_at,
         started_at=job.started_at,
@@ -175,14 +176,14 @@ def accepted(response: Response, job: Job) -> JobPublic:
     return job_public(job)
 
 
-def _store(store: ArtifactStore, upload: bytes | StagedUpload | None) -> str | None:
+def _store(store: Store, upload: bytes | StagedUpload | None) -> str | None:
     if upload is None:
         return None
     return store.adopt(upload.path, upload.sha256) if isinstance(upload, StagedUpload) else store.put(upload)
 
 
 @contextmanager
-def stored_uploads(session: Session, store: ArtifactStore,
+def stored_uploads(session: Session, store: Store,
                    *uploads: bytes | StagedUpload | None) -> Iterator[list[str | None]]:
     """Put uploads (bytes, or files staged on disk) in the store; if the request then fails, take back those
     no row refers to."""

@@ -75,13 +75,14 @@ def _stale(what: str, job_id: int, attempt: int) -> bool:
 # ----------------------------------------------------------------------------- worker side
 
 
-def claim(s: Session, job_id: int, worker: str) -> int | None:
-    """queued → running. Returns the attempt number this run must name in its writes (None: not claimed)."""
+def claim(s: Session, job_id: int, worker: str, device: str | None = None) -> int | None:
+    """queued → running. Returns the attempt number this run must name in its writes (None: not claimed).
+    `worker` and `device` say where it runs (GET /jobs/{id}, the dashboard)."""
     now = utcnow()
     row = s.execute(
         update(Job).where(Job.id == job_id, Job.status == Q)
         .values(revision=Job.revision + 1, status=R, started_at=now, heartbeat_at=now, progress_at=now,
-                worker=worker, error=None,
+                worker=worker, device=device, error=None,
                 attempts=Job.attempts + 1, progress={"stage": "starting", "fraction": 0.0})
         .returning(Job.attempts, Job.task_id)
     ).first()
@@ -91,6 +92,16 @@ def claim(s: Session, job_id: int, worker: str) -> int | None:
     _mirror(s, row.task_id, R)
     changed(s, job_id)
     return row.attempts
+
+
+def defer(s: Session, job_id: int, info: dict[str, Any]) -> bool:
+    """A queued job stays queued and its message is sent again later (a grow job whose collective is busy,
+    workers/routing.py): records why, and when it was sent (the sweeper leaves it alone meanwhile)."""
+    if s.execute(update(Job).where(Job.id == job_id, Job.status == Q)
+                 .values(revision=Job.revision + 1, progress=info, published_at=utcnow())).rowcount:
+        changed(s, job_id)
+        return True
+    return False
 
 
 def progress(s: Session, job_id: int, attempt: int, info: dict[str, Any]) -> bool:
@@ -162,7 +173,8 @@ def requeue(s: Session, job_id: int, attempt: int, reason: str, stale_before: da
     if stale_before is not None:
         where.append(Job.heartbeat_at < stale_before)
     row = s.execute(update(Job).where(*where)
-                    .values(revision=Job.revision + 1, status=Q, worker=None, error=None, published_at=now,
+                    .values(revision=Job.revision + 1, status=Q, worker=None, device=None, error=None,
+                            published_at=now,
                             progress={"stage": "requeued", "fraction": 0.0, "reason": reason})
                     .returning(Job.task_id)).first()
     if row is None:

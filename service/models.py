@@ -192,6 +192,7 @@ class Job(Base):
     # The fencing token: each claim adds one, and every later write of that run names the number it got.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
+    device: Mapped[str | None] = mapped_column(String(200))  # where the run trained: `cuda:0 NVIDIA H200`, `cpu (...)`
     heartbeat_at: Mapped[datetime | None]
     revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # +1 per change: the SSE id
     progress_at: Mapped[datetime | None]  # the last progress write: a live heartbeat without it is a stall
@@ -221,6 +222,7 @@ class Worker(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     queues: Mapped[list[Any]]
     pid: Mapped[int]
+    device: Mapped[str | None] = mapped_column(String(200))  # announced by its pool process (workers/heartbeat.py)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.artifacts import ArtifactStore
+from service.artifacts import Store
 from service.problems import Problem
 
 
 class ModelCache:
-    def __init__(self, store: ArtifactStore, size: int = 8, on_first_load: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, size: int = 8, on_first_load: Callable[[], None] | None = None) -> None:
         self.store, self.size = store, max(1, size)
         self._models: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()

@@ -21,10 +21,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from learngene.data import DatasetError
-from service.artifacts import ArtifactCorrupt, ArtifactMissing
+from service.artifacts import ArtifactCorrupt, ArtifactMissing, ArtifactUnavailable
 
 log = logging.getLogger("service")
 PROBLEM_JSON = "application/problem+json"
+STORE_RETRY_AFTER_S = 5  # Retry-After of a 503 while the artifact store is unreachable
 
 
 class ProblemDetail(BaseModel):
@@ -81,6 +82,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(request, Problem(
             500, "Artifact unavailable", "stored weights or data are missing or failed their integrity check",
             type="artifact-unavailable"))
+
+    @app.exception_handler(ArtifactUnavailable)
+    async def _store_down(request: Request, exc: ArtifactUnavailable) -> JSONResponse:
+        log.warning("artifact store unreachable on %s: %s", request.url.path, exc)
+        return problem_response(request, Problem(
+            503, "Artifact store unavailable", "the artifact store cannot be reached just now; nothing was changed: "
+            "retry shortly", type="store-unavailable", headers={"Retry-After": str(STORE_RETRY_AFTER_S)}))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

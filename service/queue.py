@@ -2,6 +2,7 @@
 
     app = make_celery(settings)
     send_job(app, job)          # after the job row is committed
+    send_job(app, job, countdown=5)   # again later (a job waiting for its collective, or for the store)
 
 The API never imports `workers/`; workers import this module and register their tasks on the app
 under the names below (`celery -A workers.app worker`).
@@ -70,7 +71,8 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def send_job(app: Celery, job: Job) -> None:
-    """Publish the job's id on its queue. Call only after the row is committed."""
+def send_job(app: Celery, job: Job, countdown: float | None = None) -> None:
+    """Publish the job's id on its queue (delivered `countdown` seconds from now). Call only after the row is
+    committed."""
     name, queue = TASK_FOR_KIND[JobKind(job.kind)]
-    app.send_task(name, args=[job.id], queue=queue)
+    app.send_task(name, args=[job.id], queue=queue, countdown=countdown)

@@ -53,6 +53,7 @@ class JobPublic(BaseModel):
     cancel_requested: bool = False
     attempts: int = 0
     worker: str | None = Field(None, description="the worker that ran (or runs) the job")
+    device: str | None = Field(None, description="the device it ran on there: `cuda:0 NVIDIA H200`, `cpu (4 threads)`")
     links: dict[str, str] = {}
     created_at: datetime
     started_at: datetime | None = None

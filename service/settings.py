@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite file in data_dir")
     broker_url: str | None = Field(None, description="Celery broker; default: on-disk broker in data_dir")
     artifact_dir: Path | None = Field(None, description="weights and datasets; default: data_dir/artifacts")
+    artifact_url: str | None = Field(
+        None, description="s3://bucket/prefix: artifacts in S3-compatible storage (endpoint and credentials from "
+        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); default: the artifact_dir folder")
+    artifact_cache_dir: Path | None = Field(None, description="local cache of an S3 store; default: "
+                                            "data_dir/artifact-cache")
+    artifact_cache_bytes: int = Field(2 * 1024**3, ge=0, description="most bytes the local cache of an S3 store "
+                                      "holds (least recently used out; 0: no cache)")
+    artifact_timeout_s: float = Field(10.0, gt=0, description="connect and read time-out of one S3 request")
+    store_retry_s: float = Field(5.0, gt=0, description="a job that found the artifact store unreachable is queued "
+                                 "again after this (doubled per attempt, up to max_attempts runs)")
     redis_key_prefix: str = Field("", description="prefix for every Redis key (lets deployments share one Redis)")
 
     # HTTP.
@@ -137,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def artifacts(self) -> Path:
         return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def artifact_cache(self) -> Path:
+        return (self.artifact_cache_dir or self.data_dir / "artifact-cache").resolve()
 
     @property
     def broker(self) -> str:

@@ -27,7 +27,7 @@ from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from learngene.data import DatasetError, Limits, TaskDataset, decode_image, load_dataset, load_images_npz
-from service.artifacts import ArtifactStore
+from service.artifacts import Store
 from service.problems import PROBLEM_JSON, Problem
 from service.settings import Settings
 
@@ -47,7 +47,7 @@ def limits(settings: Settings) -> Limits:
 
 @dataclass
 class StagedUpload:
-    """An upload copied to the store's staging folder; `ArtifactStore.adopt` moves it under its hash."""
+    """An upload copied to the store's staging folder; `store.adopt` stores it under its hash."""
 
     path: Path
     sha256: str
@@ -63,7 +63,7 @@ def check_filename(name: str | None, what: str = "file") -> None:
                       f"{MAX_FILENAME}", type="invalid-filename")
 
 
-def stage_upload(file: UploadFile, settings: Settings, store: ArtifactStore) -> StagedUpload:
+def stage_upload(file: UploadFile, settings: Settings, store: Store) -> StagedUpload:
     """Copy the (already spooled) upload to disk in chunks, hashing as it goes; 413 past the limit."""
     check_filename(file.filename)
     folder = store.staging

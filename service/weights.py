@@ -8,10 +8,10 @@ import json
 
 from fastapi import Request, Response
 
-from service.artifacts import ArtifactStore, sha256
+from service.artifacts import Store, sha256
 
 
-def weights_response(store: ArtifactStore, digest: str, filename: str, request: Request,
+def weights_response(store: Store, digest: str, filename: str, request: Request,
                      card: dict | None = None) -> Response:
     """The stored bytes; with `card`, the same tensors with the card's metadata added to the header."""
     if card is not None:

@@ -222,3 +222,81 @@ class Kit:
 @pytest.fixture(scope="session")
 def kit() -> type[Kit]:
     return Kit
+
+
+# --------------------------------------------------------------------------------------------- S3
+
+
+@dataclass
+class S3Server:
+    """moto's standalone S3 server (`moto[server]` from PyPI) in a subprocess on a free port, over real HTTP.
+    `pause()` freezes it (SIGSTOP: requests time out) and `resume()` thaws it, its objects intact; `stop()` and
+    `start()` end and restart it (connections refused meanwhile; moto keeps objects in memory: they are gone)."""
+
+    port: int
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables a service or worker process reads (service/s3store.py)."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_REGION": "us-east-1"}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    def bucket(self) -> str:
+        """A new, empty bucket for one test."""
+        name = f"lg-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"moto server did not listen on {self.port}:\n{self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, 18)  # SIGCONT, should it be paused
+            stop(self.proc)
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, 19)  # SIGSTOP
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, 18)  # SIGCONT
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """One S3 server for the session; each test makes its own bucket (`s3_server.bucket()`)."""
+    server = S3Server(free_port(), tmp_path_factory.mktemp("s3") / "moto.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_private(tmp_path) -> Iterator[S3Server]:
+    """An S3 server of this test's own, which it may pause, stop and restart."""
+    server = S3Server(free_port(), tmp_path / "moto.log")
+    server.start()
+    yield server
+    server.stop()

@@ -3,8 +3,9 @@
     run_task_job(ctx, job_id)     # what the Celery task calls; tests call it directly
 
 One version at a time per collective, and never a lost update, with no transaction open while it trains:
-- a lease row per collective (workers/lease.py), taken and renewed in short transactions: a second grower
-  of the same collective waits for it (reporting "waiting for the collective"), uploads and reads never do;
+- a lease row per collective (workers/lease.py), taken and renewed in short transactions; a grow job whose
+  collective is busy is not claimed but sent again later (workers/routing.py), so its worker slot serves
+  other collectives meanwhile; uploads and reads never wait;
 - everywhere: the new version's number must be head + 1 when it is written, else the work is redone on the
   newer head (only after a lease expired under a silent holder); the unique (collective, number) pair backs
   this up;
@@ -25,7 +26,7 @@ from service.models import Collective as CollectiveRow
 from service.models import CollectiveVersion, Job, Learngene as LearngeneRow, Task
 from service.registry import head_version
 from service.uploads import limits
-from workers import lease
+from workers import lease, routing
 from workers.context import WorkerContext
 from workers.jobrun import JobFailed, Reporter, json_safe, run_claimed
 
@@ -39,6 +40,8 @@ class HeadMoved(Exception):
 
 
 def run_task_job(ctx: WorkerContext, job_id: int, worker: str | None = None) -> None:
+    if not routing.take_turn(ctx, job_id):  # its collective is busy: deferred, the slot is free for others
+        return
     run_claimed(ctx, job_id, worker, lambda job, reporter: _grow_on_head(ctx, job, reporter))
 
 

@@ -12,6 +12,7 @@ import time
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 
 from service.db import make_engine, make_sessionmaker
 from service.events import install_publisher
@@ -69,6 +70,24 @@ class Heartbeat(threading.Thread):
                 s.commit()
         except Exception as e:  # noqa: BLE001
             log.warning("could not remove worker row: %s", e)
+
+
+def announce_device(sessions, name: str, device: str | None) -> None:
+    """Record the worker's device on its row (made here if the heartbeat has not made it yet)."""
+    for _ in range(3):
+        try:
+            with sessions() as s:
+                if not s.execute(update(Worker).where(Worker.name == name).values(device=device)).rowcount:
+                    now = utcnow()
+                    s.add(Worker(name=name, queues=[], pid=os.getpid(), device=device, started_at=now,
+                                 heartbeat_at=now))
+                s.commit()
+            return
+        except IntegrityError:  # the heartbeat inserted it in between: update it now
+            continue
+        except Exception as e:  # noqa: BLE001 - the database may be restarting; the jobs still record it
+            log.warning("could not announce the worker's device: %s", e)
+            return
 
 
 def install(app: Celery, settings: Settings) -> None:

@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from learngene import Cancelled, DatasetError
 from service import jobstate
-from service.artifacts import ArtifactCorrupt, ArtifactMissing
+from service.artifacts import ArtifactCorrupt, ArtifactMissing, ArtifactUnavailable
 from service.models import Job, JobStatus
 from workers.context import WorkerContext
 
@@ -40,7 +40,7 @@ def run_claimed(ctx: WorkerContext, job_id: int, worker: str | None,
     unexpected fails it with the exception's type only, the trace going to the worker log.
     """
     with ctx.sessions() as s:
-        attempt = jobstate.claim(s, job_id, worker or ctx.name)
+        attempt = jobstate.claim(s, job_id, worker or ctx.name, ctx.device)
         s.commit()
         job = s.get(Job, job_id) if attempt is not None else None
     if job is None:
@@ -56,6 +56,8 @@ def run_claimed(ctx: WorkerContext, job_id: int, worker: str | None,
         reporter.end(JobStatus.failed, "the job ran past its time limit")
     except (JobFailed, DatasetError, ValueError) as e:
         reporter.end(JobStatus.failed, str(e))
+    except ArtifactUnavailable as e:  # before rows are written (artifacts first): nothing to take back
+        retry_later(ctx, job_id, attempt, e)
     except (ArtifactMissing, ArtifactCorrupt) as e:
         log.error("job %s: %s", job_id, e)
         reporter.end(JobStatus.failed, f"a stored input failed its integrity check: {e}")
@@ -64,6 +66,28 @@ def run_claimed(ctx: WorkerContext, job_id: int, worker: str | None,
         reporter.end(JobStatus.failed, f"internal error ({type(e).__name__}); see the worker log")
     finally:
         beat.stop()
+
+
+def retry_later(ctx: WorkerContext, job_id: int, attempt: int, error: Exception) -> None:
+    """The artifact store could not be reached: queue the job again, sent after store_retry_s (doubled with each
+    attempt), or fail it once it has had max_attempts runs. A cancel asked for meanwhile wins."""
+    settings = ctx.settings
+    with ctx.sessions() as s:
+        job = s.get(Job, job_id)
+        if job.cancel_requested:
+            jobstate.end(s, job_id, attempt, JobStatus.cancelled, "cancelled on request")
+        elif attempt < settings.max_attempts:
+            if jobstate.requeue(s, job_id, attempt, f"the artifact store was unreachable: {error}"):
+                s.commit()
+                delay = settings.store_retry_s * 2 ** (attempt - 1)
+                log.warning("job %s: artifact store unreachable (%s); queued again, in %g s", job_id, error, delay)
+                if ctx.send is not None:  # else the sweeper sends it after republish_after_s
+                    ctx.send(job, delay)
+                return
+        else:
+            jobstate.end(s, job_id, attempt, JobStatus.failed,
+                         f"the artifact store stayed unreachable over {attempt} attempt(s): {error}")
+        s.commit()
 
 
 class JobHeartbeat(threading.Thread):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
-from service.queue import GROW_TASK, INDIVIDUAL_TASK
+from service.queue import GROW_TASK, INDIVIDUAL_TASK, send_job
 from service.settings import Settings
 from workers.context import WorkerContext
 
@@ -31,8 +31,19 @@ def register(app: Celery, settings: Settings) -> None:
         pid = os.getpid()
         if pid not in contexts:
             settings.apply_torch_threads()
-            contexts[pid] = WorkerContext.from_settings(settings)
+            contexts[pid] = WorkerContext.from_settings(
+                settings, send=lambda job, delay: send_job(app, job, countdown=delay))
         return contexts[pid]
+
+    @worker_process_init.connect(weak=False)
+    def announce(**_) -> None:
+        # Each pool process, right after the fork: torch (and CUDA) start here, never in the parent, so the
+        # process that trains is the one that says which device it has.
+        if node.get("name"):
+            from workers.heartbeat import announce_device
+
+            ctx = context()
+            announce_device(ctx.sessions, node["name"], ctx.device)
 
     # shared=False: otherwise Celery hands this closure (and its settings) to every app made later in the process.
     # Time limits per kind (prefork pool): the soft one raises in the job, which fails it with the reason;

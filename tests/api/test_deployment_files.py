@@ -49,8 +49,29 @@ def test_docker_compose_config_accepts_the_file_where_compose_exists():
     docker = shutil.which("docker")
     has_compose = docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
     parsed = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert {"postgres", "redis", "api", "grow", "worker"} <= set(parsed["services"])
+    assert {"postgres", "redis", "minio", "createbucket", "api", "grow", "worker"} <= set(parsed["services"])
     if has_compose:  # no daemon needed: compose only resolves the file
         result = subprocess.run([docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
                                 capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0, result.stderr
+
+
+def test_compose_keeps_artifacts_in_minio_and_shares_no_volume_between_services():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["minio"]["healthcheck"]["test"]
+    bucket_step = " ".join(services["createbucket"]["command"])
+    assert services["createbucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb" in bucket_step and "lg/learngene" in bucket_step
+    mounts: dict[str, str] = {}
+    for name in ("api", "grow", "worker"):
+        env = services[name]["environment"]
+        assert env["LEARNGENE_ARTIFACT_URL"] == "s3://learngene/artifacts", name
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000" and env["AWS_ACCESS_KEY_ID"] and env["AWS_REGION"]
+        assert "LEARNGENE_ARTIFACT_DIR" not in env, name
+        assert services[name]["depends_on"]["createbucket"]["condition"] == "service_completed_successfully"
+        for volume in services[name].get("volumes", []):
+            source = volume.split(":")[0]
+            assert source not in mounts, f"{name} shares volume {source} with {mounts.get(source)}"
+            mounts[source] = name
+    assert "artifacts" not in compose["volumes"]  # the volume API and workers used to share is gone

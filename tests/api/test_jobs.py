@@ -86,3 +86,15 @@ def test_two_requests_racing_with_one_idempotency_key_get_one_job(api):
                    Job(kind=JobKind.individual, idempotency_key="k1", params={}))
         assert lost.value.job.id == winner.id
     assert [j["id"] for j in api.client.get("/jobs").json()["items"]] == [winner.id]
+
+
+def test_a_job_shows_where_it_ran_worker_and_device(api, make_task):
+    job = api.post_task(make_task(["a", "b"], 6))
+    assert api.client.get(f"/jobs/{job['id']}").json()["device"] is None  # not run yet
+    api.run_jobs()
+    done = api.client.get(f"/jobs/{job['id']}").json()
+    assert done["status"] == "succeeded" and done["worker"] == "test@api"
+    assert done["device"] == api.ctx.device and done["device"].startswith(("cpu (", "cuda:"))
+    for page in ("/ui/jobs", f"/ui/jobs/{job['id']}"):
+        html = api.client.get(page).text
+        assert "test@api" in html and done["device"] in html
