@@ -129,6 +129,31 @@ def fitting_plan(source: NetConfig, layers: list[int], num_classes: int, max_par
     return best
 
 
+LADDER = (0.25, 0.5, 1.0, 1.5, 2.0)  # budgets as multiples of today's individual: the bench's five sizes
+
+
+def default_parameters(source: NetConfig, layers: list[int], num_classes: int, fresh_width: float = 0.5) -> int:
+    """Parameters of today's individual (no budget)."""
+    return parameters_of(base_config(source, layers, num_classes, fresh_width))
+
+
+def storage_view(source: NetConfig, layers: list[int], learngene_parameters: int, num_classes: int = 20,
+                 ladder: tuple[float, ...] = LADDER) -> dict:
+    """What serving every size of `ladder` costs in storage: the learngene alone (every size is built from it)
+    against one pretrained model per size (the largest member of the family within each budget)."""
+    default = default_parameters(source, layers, num_classes)
+    sizes = []
+    for factor in ladder:
+        budget = int(default * factor)
+        sizes.append({"factor": factor, "max_parameters": budget,
+                      "parameters": parameters_of(fitting_plan(source, layers, num_classes, budget).config)})
+    per_size = sum(s["parameters"] for s in sizes)
+    return {"learngene_parameters": int(learngene_parameters), "one_model_per_size_parameters": per_size,
+            "ratio": per_size / max(1, learngene_parameters), "num_classes": num_classes,
+            "ladder": f"{len(ladder)} budgets, {', '.join(f'{f:g}' for f in ladder)} x today's individual "
+                      f"({default:,} parameters at {num_classes} classes)", "sizes": sizes}
+
+
 # --------------------------------------------------------------------------------------------- weights
 def _keep(scores: torch.Tensor, width: int, shrink: str) -> torch.Tensor:
     """Indices of `width` of len(scores) channels, ascending: evenly spread, or the highest scores."""
