@@ -47,7 +47,8 @@ def train_at(method: str, lg: Learngene, whole: Learngene, sx, sy, ways: int, bu
     opts = TrainOptions(seed=seed, max_parameters=budget, shrink=shrink)
     if method in ("learngene", "scratch"):
         return make_net(method, lg, None, sx, sy, ways, opts, device=device)[0]
-    net, size = sized_net(lg, ways, budget, shrink="even", seed=seed, weights_from=whole)  # Weight Selection
+    net, size = sized_net(lg, ways, budget, shrink="even", seed=seed, weights_from=whole, support=sx,
+                          device=device)  # Weight Selection
     fit(net, sx, sy, opts, inherited=size["inherited"], device=device)
     return net
 

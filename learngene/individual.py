@@ -193,7 +193,8 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
         if trunk is None:
             raise DatasetError("init=instant needs the collective's trunk (no collective version is known)")
         if o.max_parameters is not None:  # the whole trunk shrunk (or widened) to the budget, still no training
-            net, size = sized_net(trunk, num_classes, o.max_parameters, shrink=o.shrink, seed=o.seed, head="cosine")
+            net, size = sized_net(trunk, num_classes, o.max_parameters, shrink=o.shrink, seed=o.seed, head="cosine",
+                                  support=x, device=device)
             net, kept = net.to(device), size["inherited"]
         else:
             net = build_net(trunk.source_config, trunk.tensors, num_classes, trunk.layers, "learngene", seed=o.seed,
@@ -205,7 +206,7 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
     inherited = list(layers) if init == "learngene" else []
     if o.max_parameters is not None:  # the largest member of the family within the budget (learngene/sizing.py)
         net, size = sized_net(learngene, num_classes, o.max_parameters, init=init, shrink=o.shrink, seed=o.seed,
-                              fresh_width=o.fresh_width)
+                              fresh_width=o.fresh_width, support=x, device=device)
         inherited = size["inherited"]
     else:
         net = build_net(learngene.source_config, learngene.tensors, num_classes, layers, init, o.fresh_width,

@@ -220,6 +220,8 @@ def fill(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, torch.Tens
         else:  # fed by the input or by a fresh layer: choose in-channels from this layer's own weights
             i_idx, i_share = channel_map(w.abs().sum(dim=(0, 2, 3)), block.conv.in_channels, shrink, gen)
         block.conv.weight.copy_(w[o_idx][:, i_idx] * i_share.view(1, -1, 1, 1))
+        if block.conv.in_channels < w.shape[1]:  # lost inputs: its recorded BN statistics no longer hold
+            row["statistics"] = "re-estimated"
         for k in ("weight", "bias", "running_mean", "running_var"):
             getattr(block.bn, k).copy_(tensors[f"blocks.{s}.bn.{k}"][o_idx])
         out_map[i] = (o_idx, o_share)
@@ -228,13 +230,15 @@ def fill(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, torch.Tens
 
 
 def sized_net(learngene, num_classes: int, max_parameters: int, *, init: str = "learngene", shrink: str = DEFAULT_SHRINK,
-              seed: int = 0, fresh_width: float = 0.5, head: str = "linear",
-              weights_from=None) -> tuple[ConvNet, dict]:
+              seed: int = 0, fresh_width: float = 0.5, head: str = "linear", weights_from=None,
+              support: torch.Tensor | None = None, device: torch.device | None = None) -> tuple[ConvNet, dict]:
     """The largest member of `learngene`'s family within `max_parameters`, and its derivation.
 
     `init="learngene"` fills the learngene's positions; `"scratch"` the same architecture, nothing inherited;
     `weights_from` (a `Learngene.whole(collective)`) fills EVERY position of that architecture from the whole
-    collective trunk instead (the Weight Selection baseline: every layer shrunk or widened). The derivation
+    collective trunk instead (the Weight Selection baseline: every layer shrunk or widened). A layer that lost
+    input channels no longer sees what its BN statistics recorded: with `support` (converted images) they are
+    re-estimated on it (as the recipe lets a layer above a fresh one re-estimate its own). The derivation
     is also kept on the net as `net.derivation` (train_individual records it in the individual's metrics).
     """
     p = fitting_plan(learngene.source_config, learngene.layers, num_classes, max_parameters, fresh_width, head)
@@ -254,5 +258,27 @@ def sized_net(learngene, num_classes: int, max_parameters: int, *, init: str = "
                                                      fresh_width, head),
                   "multiplier": p.multiplier, "rung": p.rung, "repeats": sum(p.repeated),
                   "shrink": shrink if init != "scratch" else None, "inherited": filled, "layers": layers}
+    restat = [r["position"] for r in layers if r.get("statistics")]
+    if support is not None and restat:
+        reestimate_bn(net.to(device or support.device), support, restat)
     net.derivation = derivation
     return net, derivation
+
+
+@torch.no_grad()
+def reestimate_bn(net: ConvNet, x: torch.Tensor, positions: list[int], batch: int = 256) -> None:
+    """BN running statistics of the blocks at `positions` <- their mean and variance on images x (cumulative
+    over batches); every other BN keeps its statistics. The net is left in eval mode."""
+    net.eval()
+    device = next(net.parameters()).device
+    bns = [net.blocks[i].bn for i in positions]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+        bn.train()
+    for i in range(0, len(x), batch):
+        net.conv_features(x[i : i + batch].to(device))
+    for bn, m in zip(bns, momenta):
+        bn.momentum = m
+        bn.eval()

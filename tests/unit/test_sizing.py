@@ -128,3 +128,19 @@ def test_train_individual_respects_the_budget(task_factory):
         assert len(ind.predict(support.x[:2])) == 2
     plain = train_individual(support, lg, TrainOptions(epochs=1, init="learngene"))
     assert plain.net.config == individual_config(SOURCE, [1, 2], 3, 0.5) and "size" not in plain.metrics
+
+
+def test_layers_that_lost_inputs_re_estimate_their_bn_statistics_on_the_support():
+    lg = gene([0, 1, 2])
+    budget = parameters_at(SOURCE, lg.layers, 5, STEPS // 2 - 1)
+    x = torch.randn(12, 1, 16, 16)
+    net, d = sized_net(lg, 5, budget, shrink="even", support=x)
+    rows = {r["position"]: r for r in d["layers"]}
+    assert "statistics" not in rows[0] and rows[1]["statistics"] == rows[2]["statistics"] == "re-estimated"
+    # layer 0 saw all its inputs: its statistics are the learngene's (sliced)
+    assert torch.equal(net.blocks[0].bn.running_mean, lg.tensors["blocks.0.bn.running_mean"][rows[0]["channels"]])
+    with torch.no_grad():  # layer 1's statistics are those of its pre-BN input on the support
+        h = net.blocks[0](x)
+        pre = net.blocks[1].conv(h)
+    torch.testing.assert_close(net.blocks[1].bn.running_mean, pre.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4)
+    assert not net.training
