@@ -28,7 +28,7 @@ import torch
 
 from bench import git_commit
 from bench.fewshot import K, grow
-from learngene import CollectiveOptions, Learngene, TrainOptions, ValidationOptions, to_input
+from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions, to_input
 from learngene.datasets import NOVEL_SCRIPTS, load_glyphs
 from learngene.device import select_device
 from learngene.individual import fit, make_net
@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--settings", default="20x5,20x1", help="ways x shots of the target tasks")
     p.add_argument("--budgets", default=",".join(f"{f:g}" for f in LADDER), help="multiples of today's size")
     p.add_argument("--glyphs", default="var/data/glyphs.npz", help="glyph set cache (rendered on first use)")
+    p.add_argument("--collective", help="a collective written by an earlier run (sizes_collective.safetensors): "
+                   "skip growing; the JSON says so")
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
     args.settings = [tuple(int(v) for v in s.split("x")) for s in args.settings.split(",")]
@@ -165,7 +167,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     t_start, commit, device = time.perf_counter(), git_commit(), select_device()
     glyphs = load_glyphs(cache_path=args.glyphs)
-    c, task_reports, _ = grow(glyphs, args)
+    if args.collective:
+        c, task_reports = Collective.from_bytes(Path(args.collective).read_bytes()), []
+    else:
+        c, task_reports, _ = grow(glyphs, args)
+        (out / "sizes_collective.safetensors").write_bytes(c.to_bytes())  # for reruns with --collective
     lg = Learngene.extract(c, "validated", k=K, validation=val)  # the service's default learngene
     default = default_parameters(lg.source_config, lg.layers, args.ways)
     budgets = [int(default * f) for f in args.budgets]
@@ -181,10 +187,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "commit": commit, "mode": args.mode, "episodes": args.episodes, "tasks": args.tasks,
                 "base_per_task": args.base_per_task, "validation_tasks": args.validation_tasks,
                 "settings": args.settings, "budget_factors": args.budgets, "seed": args.seed,
-                "torch_threads": torch.get_num_threads()},
+                "torch_threads": torch.get_num_threads(), "collective_from": args.collective or "grown in this run"},
         "device": str(device), "seconds_total": time.perf_counter() - t_start,
         "seconds_size_curve": time.perf_counter() - t0, "seconds_shrink_choice": shrink_seconds,
-        "collective": {"parameters": c.parameters, "widths": list(c.net.config.widths), "tasks": len(task_reports),
+        "collective": {"parameters": c.parameters, "widths": list(c.net.config.widths), "tasks": c.tasks_seen,
                        "classes": len(c.label_space), "held_back_classes": len(c.held_back_classes)},
         "learngene": {"layers": lg.layers, "parameters": lg.parameters, "method": lg.method},
         "default_individual_parameters": default, "budgets": budgets, "shrink": shrink, "rows": rows,
