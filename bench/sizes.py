@@ -118,6 +118,7 @@ def plot(rows: list[dict], settings: list[tuple[int, int]], path: Path) -> None:
     """Accuracy against parameters, one panel per setting, one line per method (matplotlib object API)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(5.2 * len(settings), 4.0), layout="constrained")
     FigureCanvasAgg(fig)
@@ -127,6 +128,11 @@ def plot(rows: list[dict], settings: list[tuple[int, int]], path: Path) -> None:
             ax.errorbar([r["parameters"] for r in pts], [r["accuracy_mean"] for r in pts],
                         yerr=[r["accuracy_ci95"] for r in pts], marker="o", capsize=3, label=m)
         ax.set_xscale("log")
+        ax.set_xticks(sorted({r["parameters"] for r in rows if (r["ways"], r["shots"]) == (ways, shots)}))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.set_ylim(0, 1.02)  # accuracies; the t intervals of two-episode runs can reach past [0, 1]
         ax.set_xlabel("parameters (head included)")
         ax.set_ylabel("query accuracy")
         ax.set_title(f"{ways}-way {shots}-shot")
@@ -147,9 +153,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--settings", default="20x5,20x1", help="ways x shots of the target tasks")
     p.add_argument("--budgets", default=",".join(f"{f:g}" for f in LADDER), help="multiples of today's size")
     p.add_argument("--glyphs", default="var/data/glyphs.npz", help="glyph set cache (rendered on first use)")
+    p.add_argument("--plot-only", metavar="JSON", help="redraw the PNG beside an earlier run's sizes.json and stop")
     p.add_argument("--collective", help="a collective written by an earlier run (sizes_collective.safetensors): "
                    "skip growing; the JSON says so")
     args = p.parse_args(argv)
+    if args.plot_only:
+        report = json.loads(Path(args.plot_only).read_text())
+        plot(report["rows"], [tuple(s) for s in report["run"]["settings"]], Path(args.plot_only).with_suffix(".png"))
+        return report
     args.mode = "quick" if args.quick else "full"
     args.settings = [tuple(int(v) for v in s.split("x")) for s in args.settings.split(",")]
     args.budgets = [float(f) for f in args.budgets.split(",")]
