@@ -162,9 +162,10 @@ def size_paragraph(size: dict | None) -> str:
     """The card's line on a model built to a parameter budget (learngene/sizing.py): how each layer came to be."""
     if not size:
         return ""
-    layers = "; ".join(f"conv{r['position']} {r['width']} ch ({r['derived']}"
-                       + (f" from conv{r['source_position']}'s {r['source_width']})" if r["derived"] != "fresh" else ")")
-                       for r in size["layers"])
+    def origin(r: dict) -> str:
+        return ")" if r["derived"] == "fresh" else f" from conv{r['source_position']}'s {r['source_width']})"
+
+    layers = "; ".join(f"conv{r['position']} {r['width']} ch ({r['derived']}{origin(r)}" for r in size["layers"])
     return (f"**Size.** Built to a budget of {size['max_parameters']:,} parameters: {size['parameters']:,} used, "
             f"{size['multiplier']:.3g}× the default widths, {size['repeats']} repeated layer(s). Layers: {layers}.\n\n")
 

@@ -144,7 +144,8 @@ def individual_public(ind: Individual) -> IndividualPublic:
         based_on_collective_version=VersionRef(collective=version.collective.name, number=version.number)
         if scratch else None,
         classes=ind.classes, shots=ind.shots, parameters=ind.parameters, metrics=ind.metrics, options=ind.options,
-        channels=ind.channels, size=ind.size, sizing=(ind.metrics or {}).get("size"), sha256=ind.weights_sha256, created_at=ind.created_at, links=links,
+        channels=ind.channels, size=ind.size, sizing=(ind.metrics or {}).get("size"), sha256=ind.weights_sha256,
+        created_at=ind.created_at, links=links,
     )
 
 
