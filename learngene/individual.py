@@ -205,7 +205,8 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
     layers = learngene.layers if layers is None else layers
     inherited = list(layers) if init == "learngene" else []
     if o.max_parameters is not None:  # the largest member of the family within the budget (learngene/sizing.py)
-        net, size = sized_net(learngene, num_classes, o.max_parameters, init=init, shrink=o.shrink, seed=o.seed,
+        gene = learngene if list(layers) == list(learngene.layers) else replace(learngene, layers=list(layers))
+        net, size = sized_net(gene, num_classes, o.max_parameters, init=init, shrink=o.shrink, seed=o.seed,
                               fresh_width=o.fresh_width, support=x, device=device)
         inherited = size["inherited"]
     else:

@@ -144,3 +144,13 @@ def test_layers_that_lost_inputs_re_estimate_their_bn_statistics_on_the_support(
         pre = net.blocks[1].conv(h)
     torch.testing.assert_close(net.blocks[1].bn.running_mean, pre.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4)
     assert not net.training
+
+
+def test_a_budget_with_an_ablation_subset_sizes_that_subset():
+    from learngene.individual import make_net
+
+    lg = gene([1, 2])
+    x, y = torch.randn(6, 1, 16, 16), torch.tensor([0, 1, 2] * 2)
+    net, inherited, _ = make_net("learngene", lg, None, x, y, 3, TrainOptions(epochs=1, max_parameters=8_000),
+                                 layers=[2])
+    assert net.derivation["inherited"] == inherited == [2] and count_parameters(net) <= 8_000
