@@ -2,7 +2,7 @@
 
 The family is the collective's layout as an individual uses it (`individual_config`: inherited positions at
 the collective's width, fresh ones at `fresh_width` of it). A ladder of members, smallest first:
-1. width steps: every width × k/16 (k = 1 … 32, rounded, at least 1); k = 16 is today's individual;
+1. width steps: every width × k/32 (k = 1 … 64, rounded, at least 1); k = 32 is today's individual;
 2. past 2× width, depth: one more inherited layer repeated per step (the deepest first), at 2× width.
 `sized_net` builds the LARGEST member whose parameter count (head included) fits the budget:
 - inherited layers narrower than their source are SHRUNK to a consistent subset of channels: the
@@ -30,7 +30,7 @@ import torch
 
 from .model import ConvNet, NetConfig, count_parameters
 
-STEPS = 16  # width steps per 1× width: multipliers k/16
+STEPS = 32  # width steps per 1× width: multipliers k/32 (fine enough that a budget is well used)
 MAX_WIDEN = 2.0  # width multiplier at which widening stops and depth starts
 SHRINKS = ("even", "importance")
 DEFAULT_SHRINK = "even"  # measured in bench/sizes.py on base-class validation tasks (docs/benchmark-sizes.md)

@@ -61,7 +61,7 @@ def test_too_small_budget_says_the_smallest_that_works():
         sized_net(lg, 5, least - 1)
     assert e.value.smallest_budget == least
     net, d = sized_net(lg, 5, least)
-    assert count_parameters(net) == least and d["rung"] == 0
+    assert count_parameters(net) == least  # the smallest member (or an equal-sized one further up)
 
 
 @pytest.mark.parametrize("shrink", ["even", "importance"])
