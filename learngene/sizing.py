@@ -230,8 +230,9 @@ def fill(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, torch.Tens
 
 
 def sized_net(learngene, num_classes: int, max_parameters: int, *, init: str = "learngene",
-              shrink: str = DEFAULT_SHRINK, seed: int = 0, fresh_width: float = 0.5, head: str = "linear", weights_from=None,
-              support: torch.Tensor | None = None, device: torch.device | None = None) -> tuple[ConvNet, dict]:
+              shrink: str = DEFAULT_SHRINK, seed: int = 0, fresh_width: float = 0.5, head: str = "linear",
+              weights_from=None, support: torch.Tensor | None = None,
+              device: torch.device | None = None) -> tuple[ConvNet, dict]:
     """The largest member of `learngene`'s family within `max_parameters`, and its derivation.
 
     `init="learngene"` fills the learngene's positions; `"scratch"` the same architecture, nothing inherited;
