@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-quick bench-ui bench-domains bench-scale fonts browser glyphs cards clean
+.PHONY: install run test bench bench-quick bench-sizes bench-sizes-quick bench-ui bench-domains bench-scale fonts browser glyphs cards clean
 
 # Progress shows on first use (about a minute and a half): one line per step, pip's own bars for the downloads.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -46,6 +46,13 @@ bench: $(STAMP) fonts
 
 bench-quick: $(STAMP) fonts
 	$(BIN)/python -m bench.fewshot --quick
+
+# One learngene at five sizes (¼× to 2× today's individual) against scratch and Weight Selection (<= 30 min; quick <= 4).
+bench-sizes: $(STAMP) fonts
+	$(BIN)/python -m bench.sizes
+
+bench-sizes-quick: $(STAMP) fonts
+	$(BIN)/python -m bench.sizes --quick
 
 # Job-end notice (event stream vs polling), plot images, dashboard pages against JSON (~4 min; --quick ~1).
 bench-ui: $(STAMP)

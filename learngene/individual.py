@@ -37,6 +37,7 @@ from .device import select_device
 from .model import ConvNet, NetConfig, count_parameters
 from .openworld import calibrate_threshold, unknown_score
 from .serialize import pack, prefixed, unpack
+from .sizing import sized_net, smallest_budget
 from .training import Progress, ShouldStop, accuracy, features_of, logits_of, train
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class TrainOptions:
     fresh_width: float = 0.5  # width of fresh layers relative to the collective's
     cv_folds: int = 3  # auto: shots held out per class, one per fold
     score: str = "max_softmax"  # unknown score for predictions
+    max_parameters: int | None = None  # build to this budget (learngene/sizing.py); None: today's size
+    shrink: str = "even"  # how inherited layers are narrowed under a budget: "even" or "importance"
 
     def resolved(self) -> "TrainOptions":
         o = replace(self)
@@ -74,6 +77,8 @@ class TrainOptions:
             raise ValueError(f"init must be one of {INITS}, got {o.init!r}")
         if o.epochs is not None and not 1 <= int(o.epochs) <= 1000:
             raise ValueError("epochs must be between 1 and 1000")
+        if o.max_parameters is not None and int(o.max_parameters) < 1:
+            raise ValueError("max_parameters must be at least 1")
         return o
 
 
@@ -189,13 +194,26 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
     if init == "instant":
         if trunk is None:
             raise DatasetError("init=instant needs the collective's trunk (no collective version is known)")
-        net = build_net(trunk.source_config, trunk.tensors, num_classes, trunk.layers, "learngene", seed=o.seed,
-                        head="cosine").to(device)
+        if o.max_parameters is not None:  # the whole trunk shrunk (or widened) to the budget, still no training
+            net, size = sized_net(trunk, num_classes, o.max_parameters, shrink=o.shrink, seed=o.seed, head="cosine",
+                                  support=x, device=device)
+            net, kept = net.to(device), size["inherited"]
+        else:
+            net = build_net(trunk.source_config, trunk.tensors, num_classes, trunk.layers, "learngene", seed=o.seed,
+                            head="cosine").to(device)
+            kept = trunk.layers
         set_prototype_head(net, x, y, device)
-        return net.eval(), list(trunk.layers), []
+        return net.eval(), list(kept), []
     layers = learngene.layers if layers is None else layers
     inherited = list(layers) if init == "learngene" else []
-    net = build_net(learngene.source_config, learngene.tensors, num_classes, layers, init, o.fresh_width, o.seed)
+    if o.max_parameters is not None:  # the largest member of the family within the budget (learngene/sizing.py)
+        gene = learngene if list(layers) == list(learngene.layers) else replace(learngene, layers=list(layers))
+        net, size = sized_net(gene, num_classes, o.max_parameters, init=init, shrink=o.shrink, seed=o.seed,
+                              fresh_width=o.fresh_width, support=x, device=device)
+        inherited = size["inherited"]
+    else:
+        net = build_net(learngene.source_config, learngene.tensors, num_classes, layers, init, o.fresh_width,
+                        o.seed)
     history = fit(net, x, y, o, inherited=inherited, device=device, **fit_kwargs)
     return net, inherited, history
 
@@ -346,6 +364,9 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
     if eval_set is not None:
         keep, targets = _matching(eval_set, list(support.class_names))
         held_out = (to_input(eval_set.x[keep], spec), torch.from_numpy(targets))
+    if trunk is not None and o.max_parameters is not None and o.max_parameters < smallest_budget(
+            trunk.source_config, trunk.layers, n, head="cosine"):
+        trunk = None  # the instant model cannot fit the budget: auto weighs the other two
     auto = None
     init = o.init
     if init == "auto":
@@ -371,6 +392,8 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
                    "unknown_threshold_from": threshold_from}
     if auto is not None:
         ind.metrics["auto"] = auto
+    if o.max_parameters is not None:  # size and per-layer derivation (learngene/sizing.py)
+        ind.metrics["size"] = net.derivation
     if eval_set is not None:
         ind.metrics["eval_accuracy"] = ind.evaluate(eval_set)
     return ind

@@ -153,9 +153,22 @@ def individual_card(session: Session, store: Store, ind: Individual) -> Card:
                f"built on learngene {lg.id} (inherited layers {own.get('layers', [])})" if lg else "")
             + f", {ind.parameters:,} parameters, input {ind.channels}x{ind.size}x{ind.size}.\n\n"
             + (f"**Eval accuracy** {eval_acc:.3f} on the eval set sent with it.\n\n" if eval_acc is not None else "")
+            + size_paragraph(metrics.get("size"))
             + f"**Use.** `POST /individuals/{ind.id}/predictions`, or download it as ONNX "
               f"(`learngene individuals download {ind.id} --format onnx`).\n")
     return Card(meta, body)
+
+
+def size_paragraph(size: dict | None) -> str:
+    """The card's line on a model built to a parameter budget (learngene/sizing.py): how each layer came to be."""
+    if not size:
+        return ""
+    def origin(r: dict) -> str:
+        return ")" if r["derived"] == "fresh" else f" from conv{r['source_position']}'s {r['source_width']})"
+
+    layers = "; ".join(f"conv{r['position']} {r['width']} ch ({r['derived']}{origin(r)}" for r in size["layers"])
+    return (f"**Size.** Built to a budget of {size['max_parameters']:,} parameters: {size['parameters']:,} used, "
+            f"{size['multiplier']:.3g}× the default widths, {size['repeats']} repeated layer(s). Layers: {layers}.\n\n")
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:

@@ -262,3 +262,37 @@ def parameters_over_versions_figure(numbers: Sequence[int], parameters: Sequence
 
 def parameters_over_versions(*args: Any, **kwargs: Any) -> bytes:
     return to_png(parameters_over_versions_figure(*args, **kwargs))
+
+
+# ------------------------------------------------------------------------------------ size curve
+
+
+def size_curve_figure(points: dict[str, Sequence[tuple[int, float]]], title: str | None = None) -> Figure:
+    """Accuracy against parameters, one line per init (or method): `points[name]` = [(parameters, accuracy)].
+    Several points at one size are averaged (the line goes through the means; every point is drawn)."""
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(title or "accuracy against parameters")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("accuracy")
+    if not any(points.values()):
+        _empty(ax, "no individual with an eval accuracy yet")
+        return fig
+    for name, pts in sorted(points.items()):
+        if not pts:
+            continue
+        by_size: dict[int, list[float]] = {}
+        for n, acc in pts:
+            by_size.setdefault(int(n), []).append(float(acc))
+        xs = sorted(by_size)
+        line = ax.plot(xs, [float(np.mean(by_size[x])) for x in xs], marker="o", label=name)[0]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=10, alpha=0.4, color=line.get_color())
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def size_curve(*args: Any, **kwargs: Any) -> bytes:
+    return to_png(size_curve_figure(*args, **kwargs))

@@ -184,6 +184,11 @@ class LearngeneDetail(LearngenePublic):
     sha256: str
     lineage: Lineage
     info: dict[str, Any]
+    storage: dict[str, Any] | None = Field(
+        None, description="parameters stored for this learngene (every size is built from it) against storing one "
+        "pretrained model per size for a ladder of sizes (the size benchmark's five budgets, ¼× to 2× today's "
+        "individual at 20 classes), and their ratio; null when the learngene predates the record of its source "
+        "widths")
     links: dict[str, str]
 
 
@@ -203,6 +208,10 @@ class IndividualCreate(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     lr: float | None = Field(None, gt=0, le=10)
     anchor: float = Field(0.0, ge=0, le=1e6, description="penalty keeping inherited weights near their start")
+    max_parameters: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="build the largest model of the learngene's family with at most this "
+        "many parameters (head included): inherited layers shrunk, widened or repeated to fit; default: today's "
+        "size. Too small: 422 budget-too-small with `smallest_budget`")
 
 
 class VersionRef(BaseModel):
@@ -223,7 +232,11 @@ class IndividualPublic(BaseModel):
     metrics: dict[str, Any]
     options: dict[str, Any]
     channels: int
-    size: int
+    size: int = Field(description="the input images' side in pixels")
+    sizing: dict[str, Any] | None = Field(
+        None, description="built to a parameter budget (max_parameters): max_parameters, parameters, multiplier, "
+        "shrink, and per layer its position, width, source width and how it was derived (inherited, "
+        "shrunk-even, shrunk-importance, widened, repeated, fresh); null when built at the default size")
     sha256: str
     links: dict[str, str]
     created_at: datetime

@@ -39,7 +39,7 @@ def _train(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
     support = load_dataset(store.get(p["support_sha256"]), filename=p.get("filename"), limits=limits(ctx.settings))
     query = load_dataset(store.get(p["eval_sha256"]), limits=limits(ctx.settings)) if p.get("eval_sha256") else None
     options = TrainOptions(epochs=o.get("epochs"), seed=o.get("seed", 0), init=init, lr=o.get("lr"),
-                           anchor=o.get("anchor", 0.0))
+                           anchor=o.get("anchor", 0.0), max_parameters=o.get("max_parameters"))
     ind = train_individual(support, gene, options, eval_set=query, progress=reporter.part(0.0, 0.95),
                            should_stop=reporter.should_stop, trunk=trunk)
     reporter.progress({"stage": "saving", "fraction": 0.97})

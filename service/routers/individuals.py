@@ -1,6 +1,7 @@
 """Individual models: few-shot networks built from a learngene on request, then used for predictions.
 
-    POST /individuals                    multipart file (+ eval_file, learngene_id, init, epochs, seed) → 202 job
+    POST /individuals                    multipart file (+ eval_file, learngene_id, init, epochs, seed,
+                                         max_parameters) → 202 job
     GET  /individuals                    newest first
     GET  /individuals/{id}               learngene_id, init, classes, parameters, metrics
     POST /individuals/{id}/predictions   multipart file: an .npz with x, or one image
@@ -73,6 +74,8 @@ def create_individual(
                     raise Problem(422, "Invalid dataset", "eval_file shares no class name with file",
                                   type="invalid-dataset")
             learngene = _learngene_for(session, form.learngene_id, form.learngene_alias)
+            if form.max_parameters is not None:  # before anything is written: a budget no model fits is a 422
+                check_budget(store, learngene, form.init, form.max_parameters, support_set.num_classes)
             with stored_uploads(session, store, support, evals) as (support_sha, eval_sha):
                 options = form.model_dump(exclude={"learngene_id", "learngene_alias"})
                 job = Job(kind=JobKind.individual, idempotency_key=idempotency_key, idempotency_scope=scope,
@@ -88,6 +91,23 @@ def create_individual(
             if evals is not None:
                 evals.discard()
     return accepted(response, job)
+
+
+def check_budget(store, learngene: Learngene, init: str, max_parameters: int, num_classes: int) -> None:
+    """422 budget-too-small, with the smallest budget that works, when no model of the family fits."""
+    from learngene import Learngene as Gene
+    from learngene.sizing import smallest_budget
+
+    gene = Gene.from_bytes(store.get(learngene.weights_sha256))
+    if init == "instant":  # the collective's whole trunk (all positions of the layout), cosine head
+        least = smallest_budget(gene.source_config, list(range(len(gene.source_config.widths))), num_classes,
+                                head="cosine")
+    else:  # learngene and scratch share the architecture; auto weighs them (and instant when it fits)
+        least = smallest_budget(gene.source_config, gene.layers, num_classes)
+    if max_parameters < least:
+        raise Problem(422, "Budget too small", f"max_parameters {max_parameters} is below the smallest model of "
+                      f"this learngene's family for {num_classes} classes ({least} parameters)",
+                      type="budget-too-small", smallest_budget=least, max_parameters=max_parameters)
 
 
 def _learngene_for(session, learngene_id: int | None, alias: str | None = None) -> Learngene:
@@ -124,7 +144,8 @@ def individual_public(ind: Individual) -> IndividualPublic:
         based_on_collective_version=VersionRef(collective=version.collective.name, number=version.number)
         if scratch else None,
         classes=ind.classes, shots=ind.shots, parameters=ind.parameters, metrics=ind.metrics, options=ind.options,
-        channels=ind.channels, size=ind.size, sha256=ind.weights_sha256, created_at=ind.created_at, links=links,
+        channels=ind.channels, size=ind.size, sizing=(ind.metrics or {}).get("size"), sha256=ind.weights_sha256,
+        created_at=ind.created_at, links=links,
     )
 
 

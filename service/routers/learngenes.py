@@ -89,10 +89,23 @@ def get_learngene(learngene_id: RowId, session: SessionDep) -> LearngeneDetail:
     )
     return LearngeneDetail(
         **learngene_public(row, aliases_of(session, [lg.id]).get(lg.id)).model_dump(), grad_stats=lg.grad_stats,
-        candidates=lg.candidates, sha256=lg.weights_sha256, lineage=lineage, info=lg.info,
+        candidates=lg.candidates, sha256=lg.weights_sha256, lineage=lineage, info=lg.info, storage=storage_of(lg),
         links={"self": f"/learngenes/{lg.id}", "weights": f"/learngenes/{lg.id}/weights",
-               "collective": f"/collectives/{collective}", "card": f"/learngenes/{lg.id}/card"},
+               "collective": f"/collectives/{collective}", "card": f"/learngenes/{lg.id}/card",
+               "sizes": f"/learngenes/{lg.id}/sizes.png"},
     )
+
+
+def storage_of(lg: Learngene) -> dict | None:
+    """The storage view (learngene/sizing.py `storage_view`) from the row alone: the collective's widths are in
+    its info (`source.widths`), so no artifact is read."""
+    from learngene.model import NetConfig
+    from learngene.sizing import storage_view
+
+    widths = ((lg.info or {}).get("source") or {}).get("widths")
+    if not widths:
+        return None
+    return storage_view(NetConfig(lg.channels, list(widths)), list(lg.layers), lg.parameters)
 
 
 @router.get("/{learngene_id}/weights", response_class=Response, responses={

@@ -1,6 +1,7 @@
 """Plots as PNG images of what the registry holds (open, like every GET).
 
     GET /learngenes/{id}/heatmap.png                         gradient statistics, chosen block, stability
+    GET /learngenes/{id}/sizes.png                           eval accuracy against parameters, one line per init
     GET /collectives/{name}/versions/{number}/accuracy.png   accuracy matrix of a version
     GET /collectives/{name}/parameters.png                   parameter count per version (growth)
     GET /individuals/{id}/curve.png                          loss and accuracy per epoch
@@ -94,6 +95,26 @@ def learngene_heatmap(learngene_id: RowId, session: SessionDep, request: Request
                 title=f"learngene {lg.id}: {version.collective.name} v{version.number} ({lg.method})")
     session.close()  # free the connection while rendering
     return _png(request, f"heatmap:{lg.id}:{lg.weights_sha256}", lambda: plots.gradient_heatmap(**args), IMMUTABLE)
+
+
+@router.get("/learngenes/{learngene_id}/sizes.png", response_class=Response, responses=PNG_RESPONSES,
+            summary="Size curve of a learngene (PNG)")
+def learngene_sizes(learngene_id: RowId, session: SessionDep, request: Request) -> Response:
+    """Eval accuracy against parameters of the individuals built from this learngene (its scratch twins too),
+    one line per init; individuals without an eval set are left out. Changes as individuals arrive: ETag
+    revalidated on every request."""
+    lg = get_or_404(session, Learngene, learngene_id, "learngene")
+    rows = session.execute(select(Individual.id, Individual.init, Individual.parameters, Individual.metrics)
+                           .where(Individual.learngene_id == lg.id).order_by(Individual.id)).all()
+    points: dict[str, list[tuple[int, float]]] = {}
+    for _id, init, parameters, metrics in rows:
+        if (metrics or {}).get("eval_accuracy") is not None:
+            points.setdefault(init, []).append((parameters, float(metrics["eval_accuracy"])))
+    # Individual rows never change; they come and go: the key names which exist.
+    key = f"sizes:{lg.id}:" + hashlib.sha256(",".join(str(r[0]) for r in rows).encode()).hexdigest()[:16]
+    title = f"learngene {lg.id}: eval accuracy against size"
+    session.close()
+    return _png(request, key, lambda: plots.size_curve(points, title=title), REVALIDATE)
 
 
 @router.get("/collectives/{name}/versions/{number}/accuracy.png", response_class=Response,

@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import func, select
 
 from service.cards import individual_card, learngene_card
+from service.routers.learngenes import storage_of
 from service.deps import MAX_ID, SessionDep, StoreDep
 from service.jobs import job_public
 from service.models import Collective, CollectiveVersion, Individual, Job, JobStatus, Learngene, Task
@@ -200,7 +201,7 @@ def learngene_page(learngene_id: int, request: Request, session: SessionDep, sto
     return render(request, "learngene.html", lg=lg, version=version, collective=collective, parent=parent,
                   task=task, tasks_seen=list(enumerate(task_names_up_to(session, version), start=1)),
                   layers=layers, candidates=candidates, individuals=individuals,
-                  selections=(lg.info or {}).get("selections") or {},
+                  selections=(lg.info or {}).get("selections") or {}, storage=storage_of(lg),
                   card=learngene_card(session, store, lg).markdown)
 
 

@@ -237,3 +237,15 @@ def test_sse_carriage_returns_and_unknown_fields():
 def test_connection_failed_says_what_broke():
     error = ConnectionFailed("http://h:1", httpx.ReadError("reset by peer"))
     assert str(error) == "lost the connection to http://h:1: reset by peer"
+
+
+def test_individual_within_a_parameter_budget(api, client, make_task):
+    _grow(api, client, make_task, n=1)
+    support = make_task(["p", "q"], 3, seed=5)
+    with pytest.raises(ApiError) as e:
+        client.create_individual(support, init="learngene", max_parameters=5)
+    assert e.value.status == 422 and e.value.type == "/problems/budget-too-small" and "parameters" in e.value.detail
+    job = client.create_individual(support, init="learngene", epochs=1, max_parameters=20_000)
+    api.run_jobs()
+    ind = client.get_individual(client.get_job(job.id).result["individual_id"])
+    assert ind.parameters <= 20_000 and ind.sizing["max_parameters"] == 20_000

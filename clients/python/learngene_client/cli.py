@@ -438,6 +438,8 @@ def individuals_create(
                                        "best of the others by cross-validation")] = Init.auto,
     epochs: Annotated[int | None, typer.Option(help="training epochs", show_default="the service's default")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed of training", show_default="0")] = None,
+    max_parameters: Annotated[int | None, typer.Option(help="build the largest model within this many parameters",
+                                                       show_default="today's size")] = None,
     wait: Wait = False,
 ) -> None:
     """Train a few-shot individual model on a labelled support set, built on a learngene."""
@@ -445,7 +447,7 @@ def individuals_create(
     with _client(ctx) as client:
         job = client.create_individual(support, eval_file=eval_file, learngene_id=int(learngene) if by_id else None,
                                        learngene_alias=None if by_id else learngene, init=init.value,
-                                       epochs=epochs, seed=seed)
+                                       epochs=epochs, seed=seed, max_parameters=max_parameters)
         _submitted(ctx, client, job, wait)
 
 

@@ -145,6 +145,7 @@ class IndividualPublic(BaseModel):
     options: dict[str, Any]
     channels: int
     size: int
+    sizing: dict[str, Any] | None = None  # built to max_parameters: size and per-layer derivation
     sha256: str
     links: dict[str, str]
     created_at: datetime
