@@ -68,7 +68,7 @@ class TrainOptions:
     cv_folds: int = 3  # auto: shots held out per class, one per fold
     score: str = "max_softmax"  # unknown score for predictions
     max_parameters: int | None = None  # build to this budget (learngene/sizing.py); None: today's size
-    shrink: str = "even"  # how inherited layers are narrowed under a budget: "even" or "importance"
+    shrink: str = "importance"  # how inherited layers are narrowed under a budget: "importance" or "even"
 
     def resolved(self) -> "TrainOptions":
         o = replace(self)

@@ -32,8 +32,8 @@ from .model import ConvNet, NetConfig, count_parameters
 
 STEPS = 32  # width steps per 1× width: multipliers k/32 (fine enough that a budget is well used)
 MAX_WIDEN = 2.0  # width multiplier at which widening stops and depth starts
-SHRINKS = ("even", "importance")
-DEFAULT_SHRINK = "even"  # measured in bench/sizes.py on base-class validation tasks (docs/benchmark-sizes.md)
+SHRINKS = ("importance", "even")
+DEFAULT_SHRINK = "importance"  # measured in bench/sizes.py on base-class validation tasks (docs/benchmark-sizes.md)
 
 
 class BudgetTooSmall(ValueError):
