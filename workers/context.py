@@ -51,7 +51,7 @@ class WorkerContext:
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str | None = None, send: Send | None = None) -> "WorkerContext":
-        sessions = make_sessionmaker(make_engine(settings.database))
+        sessions = make_sessionmaker(make_engine(settings.database, idle_in_transaction_s=settings.job_timeout_s))
         install_publisher(sessions, settings)  # job changes wake the API's event streams (Redis broker)
         return cls(
             settings=settings,

@@ -28,7 +28,7 @@ class Heartbeat(threading.Thread):
     def __init__(self, settings: Settings, name: str, queues: list[str], app: Celery | None = None) -> None:
         super().__init__(name="learngene-heartbeat", daemon=True)
         self.settings, self.worker_name, self.queues = settings, name, queues
-        self.sessions = make_sessionmaker(make_engine(settings.database))
+        self.sessions = make_sessionmaker(make_engine(settings.database, idle_in_transaction_s=settings.job_timeout_s))
         install_publisher(self.sessions, settings)  # the reaper's changes wake event streams too
         self.stopped = threading.Event()
         self.app = app  # given: this thread is also the reaper (workers/reaper.py), at start and periodically

@@ -2,6 +2,7 @@
 
 - a worker silenced (SIGSTOP: alive, holding its job and its message) while a second worker takes the job over
   ends with exactly one result: once woken, the stale worker's writes change nothing;
+- a worker frozen in the middle of a write (holding the job's row lock) does not block the reaper for ever;
 - a crash between the commit of a job and the publish of its message still runs the job (the sweeper).
 """
 from __future__ import annotations
@@ -10,18 +11,24 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
+from service import jobstate
 from service.app import create_app
 from service.db import make_engine, make_sessionmaker
 from service.migrate import upgrade
-from service.models import Individual, Job, JobStatus
+from service.models import Individual, Job, JobKind, JobStatus, utcnow
 from service.settings import Settings
 from tests.conftest import ROOT
+from workers import reaper
+from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +95,36 @@ def test_a_silenced_worker_taken_over_leaves_exactly_one_result(tmp_path, pg_url
         for proc in procs:
             if proc.poll() is None:
                 kit.stop(proc)
+
+
+def test_a_worker_frozen_inside_a_write_does_not_block_the_reaper(tmp_path, pg_url, redis_broker):
+    # The failure this guards against: w1 stopped between its progress UPDATE and its COMMIT keeps the job's row
+    # locked, and the reaper's UPDATE of that row waits on the lock for as long as w1 stays stopped.
+    settings = Settings(**production(tmp_path, pg_url, redis_broker, job_timeout_s=1))
+    upgrade(settings)
+    frozen = WorkerContext.from_settings(settings, name="w1@test")  # the engine a worker writes through
+    with frozen.sessions() as s:
+        job = Job(kind=JobKind.individual, params={}, status=JobStatus.running, attempts=1, worker="w1@test",
+                  heartbeat_at=utcnow() - timedelta(seconds=30))
+        s.add(job)
+        s.commit()
+        job_id = job.id
+    stuck = frozen.sessions()
+    assert jobstate.progress(stuck, job_id, 1, {"stage": "train"})  # row locked, never committed: frozen here
+    sent: list[int] = []
+    sessions = make_sessionmaker(make_engine(settings.database, idle_in_transaction_s=settings.job_timeout_s))
+    reaping = threading.Thread(target=reaper.reap, args=(sessions, settings, lambda j: sent.append(j.id)),
+                               daemon=True)
+    reaping.start()
+    reaping.join(120)
+    assert not reaping.is_alive(), "the reaper is still waiting on the frozen worker's lock"
+    assert sent == [job_id]
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        assert (job.status, job.worker, job.progress["stage"]) == (JobStatus.queued, None, "requeued")
+    with pytest.raises(DBAPIError, match="idle-in-transaction"):  # the server ended the frozen write
+        stuck.commit()
+    stuck.close()
 
 
 CRASH_AFTER_COMMIT = r"""
