@@ -35,42 +35,51 @@ from learngene.individual import fit, make_net
 from learngene.model import count_parameters
 from learngene.protocol import mean_ci, paired, sample_episode
 from learngene.selection import pseudo_pool, pseudo_tasks
-from learngene.sizing import LADDER, SHRINKS, default_parameters, sized_net
+from learngene.sizing import LADDER, default_parameters, sized_net
 from learngene.training import accuracy, logits_of
 
 METHODS = ("learngene", "scratch", "weight selection")
 
 
+# How inherited layers are narrowed: (shrink, least-squares refit), compared on base-class pseudo tasks.
+VARIANTS = {"importance": ("importance", False), "even": ("even", False), "importance, refit": ("importance", True)}
+
+
 def train_at(method: str, lg: Learngene, whole: Learngene, sx, sy, ways: int, budget: int, seed: int,
-             shrink: str, device) -> torch.nn.Module:
+             variant: str, device) -> torch.nn.Module:
     """One model of `method` within `budget` parameters, trained by the individual's recipe."""
-    opts = TrainOptions(seed=seed, max_parameters=budget, shrink=shrink)
+    shrink, refit = VARIANTS[variant]
+    opts = TrainOptions(seed=seed, max_parameters=budget, shrink=shrink, refit=refit)
     if method in ("learngene", "scratch"):
         return make_net(method, lg, None, sx, sy, ways, opts, device=device)[0]
     net, size = sized_net(lg, ways, budget, shrink="even", seed=seed, weights_from=whole, support=sx,
-                          device=device)  # Weight Selection
+                          refit=False, device=device)  # Weight Selection, as published
     fit(net, sx, sy, opts, inherited=size["inherited"], device=device)
     return net
 
 
 def choose_shrink(c, lg: Learngene, whole: Learngene, budgets: list[int], args, device) -> dict:
-    """Even spread vs importance on base-class pseudo tasks, at the budgets where layers are shrunk."""
+    """Even spread vs importance (vs importance with refit) on base-class pseudo tasks, at the budgets where
+    layers are shrunk."""
     x_all, y_all, pool = pseudo_pool(c)
     tasks = pseudo_tasks(x_all, y_all, args.ways, 5, args.validation_tasks, args.seed + 7)
     shrinking = [b for b, f in zip(budgets, args.budgets) if f < 1]
-    scores = {s: [] for s in SHRINKS}
+    scores = {s: [] for s in VARIANTS}
     for ti, (sx, sy, qx, qy, ways) in enumerate(tasks):
         for b in shrinking:
-            for s in SHRINKS:
+            for s in VARIANTS:
                 net = train_at("learngene", lg, whole, sx, sy, ways, b, args.seed + ti, s, device)
                 scores[s].append(accuracy(logits_of(net, qx, device), qy))
     means = {s: float(np.mean(v)) if v else float("nan") for s, v in scores.items()}
-    winner = max(SHRINKS, key=lambda s: (means[s], -SHRINKS.index(s)))  # a tie keeps the library's order
+    order = list(VARIANTS)
+    winner = max(order, key=lambda s: (means[s], -order.index(s)))  # a tie keeps the simpler, earlier one
     print(f"shrink on {len(tasks)} base-class pseudo tasks ({pool}): " +
           ", ".join(f"{s} {m:.3f}" for s, m in means.items()) + f" → {winner}", flush=True)
     return {"pool": pool, "tasks": len(tasks), "ways": tasks[0][4] if tasks else None, "shots": 5,
             "budgets": shrinking, "accuracy": means, "per_task": scores, "chosen": winner,
-            "paired_importance_minus_even": paired(scores["importance"], scores["even"]) if tasks else None}
+            "paired_importance_minus_even": paired(scores["importance"], scores["even"]) if tasks else None,
+            "paired_refit_minus_importance": paired(scores["importance, refit"], scores["importance"])
+            if tasks else None}
 
 
 def evaluate(glyphs, c, lg: Learngene, budgets: list[int], shrink: str, args, device) -> list[dict]:

@@ -36,7 +36,7 @@ from .device import select_device
 from .model import ConvNet, NetConfig, count_parameters
 from .openworld import calibrate_threshold, unknown_score
 from .serialize import pack, prefixed, unpack
-from .sizing import sized_net, smallest_budget
+from .sizing import DEFAULT_REFIT, sized_net, smallest_budget
 from .training import Progress, ShouldStop, accuracy, features_of, logits_of, train
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class TrainOptions:
     score: str = "max_softmax"  # unknown score for predictions
     max_parameters: int | None = None  # build to this budget (learngene/sizing.py); None: today's size
     shrink: str = "importance"  # how inherited layers are narrowed under a budget: "importance" or "even"
+    refit: bool = DEFAULT_REFIT  # under a budget: least-squares refit of layers that lost inputs (sizing.py)
 
     def resolved(self) -> "TrainOptions":
         o = replace(self)
@@ -195,7 +196,7 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
             raise DatasetError("init=instant needs the collective's trunk (no collective version is known)")
         if o.max_parameters is not None:  # the whole trunk shrunk (or widened) to the budget, still no training
             net, size = sized_net(trunk, num_classes, o.max_parameters, shrink=o.shrink, seed=o.seed, head="cosine",
-                                  support=x, device=device)
+                                  support=x, refit=o.refit, device=device)
             net, kept = net.to(device), size["inherited"]
         else:
             net = build_net(trunk.source_config, trunk.tensors, num_classes, trunk.layers, "learngene", seed=o.seed,
@@ -208,7 +209,7 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
     if o.max_parameters is not None:  # the largest member of the family within the budget (learngene/sizing.py)
         gene = learngene if list(layers) == list(learngene.layers) else replace(learngene, layers=list(layers))
         net, size = sized_net(gene, num_classes, o.max_parameters, init=init, shrink=o.shrink, seed=o.seed,
-                              fresh_width=o.fresh_width, support=x, device=device)
+                              fresh_width=o.fresh_width, support=x, refit=o.refit, device=device)
         inherited = size["inherited"]
     else:
         net = build_net(learngene.source_config, learngene.tensors, num_classes, layers, init, o.fresh_width,
@@ -246,10 +247,10 @@ def paired_margins(outcomes: dict[str, list[float]], base: str = "learngene") ->
     return out
 
 
-def pick_init(scores: dict[str, float], margins: dict[str, float]) -> str:  # noqa: ARG001 - margins: reported
+def pick_init(scores: dict[str, float]) -> str:
     """The init with the best score; ties go to the learngene individual, then instant, then scratch.
 
-    The paired standard errors (`margins`) are recorded for the user, not used: a one-SE rule in favour of the
+    The paired standard errors (`choose_init`'s "margins") are recorded for the user, not used: a one-SE rule in favour of the
     learngene individual was tried (run B4 and cards run F3) and kept it where instant was 15 points better on
     RGB cards (5-way 5-shot: 0.711 against 0.760 for the plain best score in run F2), with no gain on glyphs."""
     order = [i for i in ("learngene", "instant", "scratch") if i in scores]
@@ -274,7 +275,7 @@ def choose_init(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tens
         by = "the learngene's validation pseudo tasks at one shot"
         if not scores:
             scores, by = {"learngene": 1.0}, "default (no evidence recorded with this learngene)"
-    return {"init": pick_init(scores, margins), "scores": scores, "margins": margins, "by": by}
+    return {"init": pick_init(scores), "scores": scores, "margins": margins, "by": by}
 
 
 def _matching(ds: TaskDataset, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:

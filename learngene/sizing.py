@@ -16,7 +16,11 @@ the collective's width, fresh ones at `fresh_width` of it). A ladder of members,
 - a REPEATED layer follows the layer it repeats and starts as the identity (Net2Net "deeper": a 3x3 conv
   with a 1 at the centre of its own channel, BN scaled to 1): it preserves the function in eval mode
   (its input is non-negative after ReLU/max-pool); in training mode BN renormalises, so not there;
-- fresh layers are sized by the same multiplier and freshly initialised.
+- fresh layers are sized by the same multiplier and freshly initialised;
+- `refit=True` (with a support set): a shrunk layer that lost input channels is re-fitted by least squares
+  so that, on the support images, its kept outputs match what the source layer computed from all its
+  inputs (ThiNet / He et al. 2017 channel pruning: the lost channels' contribution is folded into the kept
+  ones). Only along the chain of inherited layers from the input, where both activations are known.
 
     net, derivation = sized_net(lg, num_classes=20, max_parameters=100_000, shrink="even", seed=0)
     derivation["parameters"] <= 100_000; derivation["layers"][0]["derived"]     # "fresh", "shrunk-even", …
@@ -34,6 +38,7 @@ STEPS = 32  # width steps per 1× width: multipliers k/32 (fine enough that a bu
 MAX_WIDEN = 2.0  # width multiplier at which widening stops and depth starts
 SHRINKS = ("importance", "even")
 DEFAULT_SHRINK = "importance"  # measured in bench/sizes.py on base-class validation tasks (docs/benchmark-sizes.md)
+DEFAULT_REFIT = False  # least-squares refit of shrunk layers; measured the same way (docs/benchmark-sizes.md)
 
 
 class BudgetTooSmall(ValueError):
@@ -231,7 +236,7 @@ def fill(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, torch.Tens
 
 def sized_net(learngene, num_classes: int, max_parameters: int, *, init: str = "learngene",
               shrink: str = DEFAULT_SHRINK, seed: int = 0, fresh_width: float = 0.5, head: str = "linear",
-              weights_from=None, support: torch.Tensor | None = None,
+              weights_from=None, support: torch.Tensor | None = None, refit: bool = DEFAULT_REFIT,
               device: torch.device | None = None) -> tuple[ConvNet, dict]:
     """The largest member of `learngene`'s family within `max_parameters`, and its derivation.
 
@@ -239,7 +244,8 @@ def sized_net(learngene, num_classes: int, max_parameters: int, *, init: str = "
     `weights_from` (a `Learngene.whole(collective)`) fills EVERY position of that architecture from the whole
     collective trunk instead (the Weight Selection baseline: every layer shrunk or widened). A layer that lost
     input channels no longer sees what its BN statistics recorded: with `support` (converted images) they are
-    re-estimated on it (as the recipe lets a layer above a fresh one re-estimate its own). The derivation
+    re-estimated on it (as the recipe lets a layer above a fresh one re-estimate its own); with `refit` such a
+    layer's weights are first re-fitted on it by least squares (`refit_shrunk`). The derivation
     is also kept on the net as `net.derivation` (train_individual records it in the individual's metrics).
     """
     p = fitting_plan(learngene.source_config, learngene.layers, num_classes, max_parameters, fresh_width, head)
@@ -259,9 +265,18 @@ def sized_net(learngene, num_classes: int, max_parameters: int, *, init: str = "
                                                      fresh_width, head),
                   "multiplier": p.multiplier, "rung": p.rung, "repeats": sum(p.repeated),
                   "shrink": shrink if init != "scratch" else None, "inherited": filled, "layers": layers}
-    restat = [r["position"] for r in layers if r.get("statistics")]
+    restat, refitted = [r["position"] for r in layers if r.get("statistics")], []
     if support is not None and restat:
-        reestimate_bn(net.to(device or support.device), support, restat)
+        net = net.to(device or support.device)
+        if refit:  # a refitted conv reproduces the source's pre-BN outputs: the source's statistics hold again
+            refitted = refit_shrunk(net, p, donor.source_config, donor.tensors, layers, support, seed)
+            for i in refitted:
+                layers[i]["derived"] += ", refitted"
+                layers[i]["statistics"] = "inherited"
+                restat.remove(i)
+        if restat:
+            reestimate_bn(net, support, restat)
+    derivation["refit"] = bool(refitted)
     net.derivation = derivation
     return net, derivation
 
@@ -283,3 +298,76 @@ def reestimate_bn(net: ConvNet, x: torch.Tensor, positions: list[int], batch: in
     for bn, m in zip(bns, momenta):
         bn.momentum = m
         bn.eval()
+
+
+@torch.no_grad()
+def refit_shrunk(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, torch.Tensor],
+                 layers: list[dict], x: torch.Tensor, seed: int = 0, rows: int = 8192,
+                 ridge: float = 1e-3) -> list[int]:
+    """Least-squares refit of the shrunk layers that lost input channels; returns their net positions.
+
+    Walks the chain of inherited (not repeated, not widened) layers from the input: for layer i, `rows` random
+    3x3 patches of the support images' activations are drawn at the same places from the shrunk net (its
+    kept input channels, A: rows × c_in'·9) and from the source (all input channels); the target is the source
+    conv's output of the kept channels (B: rows × c_out'). W' = argmin |A W' − B|² + λ|W'|² (λ = `ridge` ×
+    mean diagonal of AᵀA) replaces the conv weight. BN is untouched: W' aims at the outputs the source's BN saw,
+    so the caller keeps the source's statistics for these layers (the chain is fitted with them in place).
+    """
+    gen = torch.Generator().manual_seed(seed + 31)
+    device = next(net.parameters()).device
+    net.eval()
+    refitted = []
+    chain = 0  # net positions 0 … chain-1 are inherited, in source order, none wider than its source
+    while (chain < len(net.blocks) and layers[chain]["derived"] != "fresh" and not p.repeated[chain]
+           and p.source[chain] == chain and layers[chain]["width"] <= layers[chain]["source_width"]):
+        chain += 1
+    for i in range(1, chain):
+        if net.blocks[i].conv.in_channels == tensors[f"blocks.{i}.conv.weight"].shape[1]:
+            continue  # nothing lost
+        w_src = tensors[f"blocks.{i}.conv.weight"].to(device)  # (C_out, C_in, 3, 3)
+        kept = torch.as_tensor(layers[i]["channels"], device=device)
+        a, b = [], []
+        per_batch = max(1, rows // max(1, (len(x) + 63) // 64))
+        for start in range(0, len(x), 64):
+            xb = x[start:start + 64].to(device)
+            xs, xn = xb, xb
+            for j in range(i):  # inputs of layer i: the source's (all channels) and the shrunk net's
+                xs = _source_block(xs, j, source, tensors, device)
+                xn = net.blocks[j](xn)
+            n, _, h, w = xn.shape  # (N, C_in', H, W), the same N, H, W as xs
+            idx = torch.randint(0, n * h * w, (min(per_batch, n * h * w),), generator=gen).to(device)
+            pa, ps = _patches(xn, idx), _patches(xs, idx)  # (R, C_in'·9), (R, C_in·9)
+            a.append(pa)
+            b.append(ps @ w_src[kept].reshape(len(kept), -1).T)  # (R, C_out')
+        a_all, b_all = torch.cat(a), torch.cat(b)
+        gram = a_all.T @ a_all
+        lam = ridge * gram.diagonal().mean().clamp_min(1e-8)
+        solved = torch.linalg.solve(gram + lam * torch.eye(len(gram), device=device), a_all.T @ b_all)
+        conv = net.blocks[i].conv
+        conv.weight.copy_(solved.T.reshape(conv.weight.shape))
+        refitted.append(i)
+    return refitted
+
+
+def _source_block(x: torch.Tensor, j: int, source: NetConfig, tensors: dict[str, torch.Tensor],
+                  device) -> torch.Tensor:
+    """Block j of the source net, eval mode, from its tensors (ConvBlock's forward)."""
+    t = {k: tensors[f"blocks.{j}.{k}"].to(device) for k in ("conv.weight", "bn.weight", "bn.bias",
+                                                             "bn.running_mean", "bn.running_var")}
+    x = torch.nn.functional.conv2d(x, t["conv.weight"], padding=1)
+    x = torch.relu(torch.nn.functional.batch_norm(x, t["bn.running_mean"], t["bn.running_var"], t["bn.weight"],
+                                                  t["bn.bias"], training=False, eps=1e-5))
+    if j in source.pool_after and min(x.shape[-2:]) >= 2:
+        x = torch.nn.functional.max_pool2d(x, 2)
+    return x
+
+
+def _patches(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The 3x3 patches (zero padded) of x (N, C, H, W) at flat positions idx over N·H·W: (len(idx), C·9),
+    flattened in a conv weight's (C, 3, 3) order."""
+    n, c, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    ni, rem = idx // (h * w), idx % (h * w)
+    hi, wi = rem // w, rem % w
+    taps = [xp[ni, :, hi + dh, wi + dw] for dh in range(3) for dw in range(3)]  # each (R, C)
+    return torch.stack(taps, dim=-1).reshape(len(idx), c * 9)

@@ -136,7 +136,7 @@ def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factor
     auto = ind.metrics["auto"]
     assert set(auto["scores"]) == {"learngene", "scratch", "instant"} and "cross-validation" in auto["by"]
     assert set(auto["margins"]) == {"scratch", "instant"} and all(m >= 0 for m in auto["margins"].values())
-    assert ind.init == auto["init"] == pick_init(auto["scores"], auto["margins"])
+    assert ind.init == auto["init"] == pick_init(auto["scores"])
     assert ind.options["init"] == "auto"
     # One shot per class: no folds, so the learngene's recorded evidence decides.
     one = task_factory(["x", "y", "z"], per_class=1)
@@ -150,9 +150,9 @@ def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factor
 
 
 def test_auto_takes_the_best_score_and_ties_go_to_the_learngene_individual():
-    assert pick_init({"learngene": 0.80, "scratch": 0.70, "instant": 0.83}, {"instant": 0.05}) == "instant"
-    assert pick_init({"learngene": 0.80, "scratch": 0.80, "instant": 0.80}, {}) == "learngene"
-    assert pick_init({"scratch": 0.9, "instant": 0.9}, {}) == "instant"
+    assert pick_init({"learngene": 0.80, "scratch": 0.70, "instant": 0.83}) == "instant"
+    assert pick_init({"learngene": 0.80, "scratch": 0.80, "instant": 0.80}) == "learngene"
+    assert pick_init({"scratch": 0.9, "instant": 0.9}) == "instant"
     assert paired_margins({"learngene": [1, 0, 1, 1], "instant": [1, 1, 1, 1]}) == {"instant": 0.25}
 
 

@@ -154,3 +154,30 @@ def test_a_budget_with_an_ablation_subset_sizes_that_subset():
     net, inherited, _ = make_net("learngene", lg, None, x, y, 3, TrainOptions(epochs=1, max_parameters=8_000),
                                  layers=[2])
     assert net.derivation["inherited"] == inherited == [2] and count_parameters(net) <= 8_000
+
+
+def test_refit_makes_shrunk_layers_closer_to_what_the_learngene_computed():
+    src = source_net()
+    lg = gene([0, 1, 2], src)
+    budget = parameters_at(SOURCE, lg.layers, 5, STEPS // 2 - 1)  # half width: layers 1 and 2 lose inputs
+    torch.manual_seed(0)
+    x = torch.rand(24, 1, 16, 16)
+
+    def error(net, d, i: int) -> float:
+        """Relative error of layer i's pre-BN outputs (kept channels) against the source's, on x."""
+        with torch.no_grad():
+            h, hs = x, x
+            for j in range(i):
+                h, hs = net.blocks[j](h), src.blocks[j](hs)
+            ours, theirs = net.blocks[i].conv(h), src.blocks[i].conv(hs)[:, d["layers"][i]["channels"]]
+        return float((ours - theirs).norm() / theirs.norm())
+
+    plain, dp = sized_net(lg, 5, budget, support=x, refit=False)
+    refitted, dr = sized_net(lg, 5, budget, support=x, refit=True)
+    assert dr["refit"] and not dp["refit"] and plain.config == refitted.config
+    assert [r["derived"] for r in dr["layers"][:3]] == ["shrunk-importance", "shrunk-importance, refitted",
+                                                      "shrunk-importance, refitted"]
+    assert torch.equal(plain.blocks[0].conv.weight, refitted.blocks[0].conv.weight)  # it lost no inputs
+    for i in (1, 2):
+        assert error(refitted, dr, i) < 0.8 * error(plain, dp, i)
+    assert refitted(x).shape == (24, 5) and not refitted.training
