@@ -38,7 +38,7 @@ STEPS = 32  # width steps per 1× width: multipliers k/32 (fine enough that a bu
 MAX_WIDEN = 2.0  # width multiplier at which widening stops and depth starts
 SHRINKS = ("importance", "even")
 DEFAULT_SHRINK = "importance"  # measured in bench/sizes.py on base-class validation tasks (docs/benchmark-sizes.md)
-DEFAULT_REFIT = False  # least-squares refit of shrunk layers; measured the same way (docs/benchmark-sizes.md)
+DEFAULT_REFIT = True  # least-squares refit of shrunk layers: chosen the same way (run S4, docs/benchmark-sizes.md)
 
 
 class BudgetTooSmall(ValueError):

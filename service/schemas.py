@@ -235,8 +235,9 @@ class IndividualPublic(BaseModel):
     size: int = Field(description="the input images' side in pixels")
     sizing: dict[str, Any] | None = Field(
         None, description="built to a parameter budget (max_parameters): max_parameters, parameters, multiplier, "
-        "shrink, and per layer its position, width, source width and how it was derived (inherited, "
-        "shrunk-even, shrunk-importance, widened, repeated, fresh); null when built at the default size")
+        "shrink, refit, and per layer its position, width, source width and how it was derived (inherited, "
+        "shrunk-even, shrunk-importance, either with ', refitted' when its weights were re-fitted by least "
+        "squares on the support, widened, repeated, fresh); null when built at the default size")
     sha256: str
     links: dict[str, str]
     created_at: datetime
