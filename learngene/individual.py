@@ -250,9 +250,10 @@ def paired_margins(outcomes: dict[str, list[float]], base: str = "learngene") ->
 def pick_init(scores: dict[str, float]) -> str:
     """The init with the best score; ties go to the learngene individual, then instant, then scratch.
 
-    The paired standard errors (`choose_init`'s "margins") are recorded for the user, not used: a one-SE rule in favour of the
-    learngene individual was tried (run B4 and cards run F3) and kept it where instant was 15 points better on
-    RGB cards (5-way 5-shot: 0.711 against 0.760 for the plain best score in run F2), with no gain on glyphs."""
+    The paired standard errors (`choose_init`'s "margins") are recorded for the user, not used: a one-SE rule in
+    favour of the learngene individual was tried (run B4 and cards run F3) and kept it where instant was 15 points
+    better on RGB cards (5-way 5-shot: 0.711 against 0.760 for the plain best score in run F2), with no gain on
+    glyphs."""
     order = [i for i in ("learngene", "instant", "scratch") if i in scores]
     return max(order, key=lambda i: (scores[i], -order.index(i)))
 
