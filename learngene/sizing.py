@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import ConvNet, NetConfig, count_parameters
+from .model import ConvBlock, ConvNet, NetConfig, count_parameters
 
 STEPS = 32  # width steps per 1× width: multipliers k/32 (fine enough that a budget is well used)
 MAX_WIDEN = 2.0  # width multiplier at which widening stops and depth starts
@@ -321,6 +321,7 @@ def refit_shrunk(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, to
     while (chain < len(net.blocks) and layers[chain]["derived"] != "fresh" and not p.repeated[chain]
            and p.source[chain] == chain and layers[chain]["width"] <= layers[chain]["source_width"]):
         chain += 1
+    sources = _source_blocks(source, tensors, max(0, chain - 1), device)
     for i in range(1, chain):
         if net.blocks[i].conv.in_channels == tensors[f"blocks.{i}.conv.weight"].shape[1]:
             continue  # nothing lost
@@ -332,8 +333,7 @@ def refit_shrunk(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, to
             xb = x[start:start + 64].to(device)
             xs, xn = xb, xb
             for j in range(i):  # inputs of layer i: the source's (all channels) and the shrunk net's
-                xs = _source_block(xs, j, source, tensors, device)
-                xn = net.blocks[j](xn)
+                xs, xn = sources[j](xs), net.blocks[j](xn)
             n, _, h, w = xn.shape  # (N, C_in', H, W), the same N, H, W as xs
             idx = torch.randint(0, n * h * w, (min(per_batch, n * h * w),), generator=gen).to(device)
             pa, ps = _patches(xn, idx), _patches(xs, idx)  # (R, C_in'·9), (R, C_in·9)
@@ -349,17 +349,15 @@ def refit_shrunk(net: ConvNet, p: Plan, source: NetConfig, tensors: dict[str, to
     return refitted
 
 
-def _source_block(x: torch.Tensor, j: int, source: NetConfig, tensors: dict[str, torch.Tensor],
-                  device) -> torch.Tensor:
-    """Block j of the source net, eval mode, from its tensors (ConvBlock's forward)."""
-    t = {k: tensors[f"blocks.{j}.{k}"].to(device) for k in ("conv.weight", "bn.weight", "bn.bias",
-                                                             "bn.running_mean", "bn.running_var")}
-    x = torch.nn.functional.conv2d(x, t["conv.weight"], padding=1)
-    x = torch.relu(torch.nn.functional.batch_norm(x, t["bn.running_mean"], t["bn.running_var"], t["bn.weight"],
-                                                  t["bn.bias"], training=False, eps=1e-5))
-    if j in source.pool_after and min(x.shape[-2:]) >= 2:
-        x = torch.nn.functional.max_pool2d(x, 2)
-    return x
+def _source_blocks(source: NetConfig, tensors: dict[str, torch.Tensor], count: int, device) -> list[ConvBlock]:
+    """Blocks 0 … count-1 of the source net, from its tensors, in eval mode."""
+    blocks = []
+    for j in range(count):
+        block = ConvBlock(source.in_width(j), source.widths[j], j in source.pool_after)
+        prefix = f"blocks.{j}."
+        block.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=False)
+        blocks.append(block.to(device).eval())
+    return blocks
 
 
 def _patches(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

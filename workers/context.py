@@ -40,6 +40,15 @@ def describe_device() -> str:
     return f"{device.type} ({threads} thread{'s' if threads != 1 else ''})"
 
 
+def worker_sessions(settings: Settings) -> sessionmaker[Session]:
+    """Sessions for a worker process's threads: a transaction left idle for the job timeout is ended by the
+    server (service/db.py: a frozen worker must not hold row locks the reaper waits on), and committed job
+    changes wake the API's event streams (Redis broker)."""
+    sessions = make_sessionmaker(make_engine(settings.database, idle_in_transaction_s=settings.job_timeout_s))
+    install_publisher(sessions, settings)
+    return sessions
+
+
 @dataclass
 class WorkerContext:
     settings: Settings
@@ -51,11 +60,9 @@ class WorkerContext:
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str | None = None, send: Send | None = None) -> "WorkerContext":
-        sessions = make_sessionmaker(make_engine(settings.database, idle_in_transaction_s=settings.job_timeout_s))
-        install_publisher(sessions, settings)  # job changes wake the API's event streams (Redis broker)
         return cls(
             settings=settings,
-            sessions=sessions,
+            sessions=worker_sessions(settings),
             store=open_store(settings),
             name=name or f"{socket.gethostname()}:{os.getpid()}",
             send=send,

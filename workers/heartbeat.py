@@ -14,12 +14,11 @@ from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 
-from service.db import make_engine, make_sessionmaker
-from service.events import install_publisher
 from service.models import Worker, utcnow
 from service.queue import send_job
 from service.settings import Settings
 from workers import reaper
+from workers.context import worker_sessions
 
 log = logging.getLogger("workers.heartbeat")
 
@@ -28,8 +27,7 @@ class Heartbeat(threading.Thread):
     def __init__(self, settings: Settings, name: str, queues: list[str], app: Celery | None = None) -> None:
         super().__init__(name="learngene-heartbeat", daemon=True)
         self.settings, self.worker_name, self.queues = settings, name, queues
-        self.sessions = make_sessionmaker(make_engine(settings.database, idle_in_transaction_s=settings.job_timeout_s))
-        install_publisher(self.sessions, settings)  # the reaper's changes wake event streams too
+        self.sessions = worker_sessions(settings)  # the reaper's changes wake event streams too
         self.stopped = threading.Event()
         self.app = app  # given: this thread is also the reaper (workers/reaper.py), at start and periodically
         self.last_reap = float("-inf")

@@ -28,7 +28,7 @@ from service.models import Individual, Job, JobKind, JobStatus, utcnow
 from service.settings import Settings
 from tests.conftest import ROOT
 from workers import reaper
-from workers.context import WorkerContext
+from workers.context import WorkerContext, worker_sessions
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ def test_a_worker_frozen_inside_a_write_does_not_block_the_reaper(tmp_path, pg_u
     stuck = frozen.sessions()
     assert jobstate.progress(stuck, job_id, 1, {"stage": "train"})  # row locked, never committed: frozen here
     sent: list[int] = []
-    sessions = make_sessionmaker(make_engine(settings.database, idle_in_transaction_s=settings.job_timeout_s))
+    sessions = worker_sessions(settings)  # what the reaper's thread (workers/heartbeat.py) uses
     reaping = threading.Thread(target=reaper.reap, args=(sessions, settings, lambda j: sent.append(j.id)),
                                daemon=True)
     reaping.start()
