@@ -40,6 +40,7 @@ from learngene.training import accuracy, from_uint8, logits_of
 K = 3  # the gradient criterion's block length, and the ablations'
 DEFAULT = "learngene (validated)"  # the learngene individual the service builds (selection "auto" = validated)
 AUTO = "auto (service default)"  # what POST /individuals returns with no init field
+NO_DISTILL = "learngene (no distillation)"  # the default learngene individual without its distillation term
 
 
 def task_stream(glyphs, n_tasks: int, base_per_task: int | None, seed: int) -> list[list[int]]:
@@ -157,8 +158,9 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
             qy = torch.tensor([remap[int(v)] for v in labels[q_idx]])
             random_layers = sorted(np.random.default_rng(seed).choice(num_layers, K, replace=False).tolist())
             trained = {  # method → (init, learngene, trunk, inherited layers or None for the learngene's own)
-                DEFAULT: ("learngene", default, None, None),
-                "learngene (gradient)": ("learngene", genes["gradient"], None, None),
+                DEFAULT: ("learngene", default, whole, None),  # the trunk: the instant model it distils
+                "learngene (gradient)": ("learngene", genes["gradient"], whole, None),
+                NO_DISTILL: ("learngene", default, None, None),  # no trunk, no teacher: the recipe before it
                 "scratch": ("scratch", default, None, None),
                 "instant": ("instant", default, whole, None),
                 "shallow layers (ablation)": ("learngene", whole, None, list(range(K))),
@@ -170,7 +172,7 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
             opts = TrainOptions(seed=seed)
             done: dict[tuple, tuple[float, float, int]] = {}  # same net, same seed → same result
             for method, (init, lg, trunk, layers) in trained.items():
-                key = (init, id(lg), tuple(lg.layers if layers is None else layers))
+                key = (init, id(lg), id(trunk), tuple(lg.layers if layers is None else layers))
                 if key not in done:
                     t0 = time.perf_counter()
                     net, _, _ = make_net(init, lg, trunk, sx, sy, ways, opts, layers, device)
@@ -209,7 +211,7 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
                    "accuracies": accs}  # per episode, same seeds for every method: paired comparisons
             if method == AUTO:
                 row["choices"] = {k: choices.count(k) for k in sorted(set(choices))}
-            for other in ("scratch", "fine-tune whole collective", "joint reference", "instant"):
+            for other in ("scratch", "fine-tune whole collective", "joint reference", "instant", NO_DISTILL):
                 if method in (DEFAULT, AUTO) and other != method:
                     row.setdefault("paired", {})[other] = paired(accs, results[other])
             rows.append(row)

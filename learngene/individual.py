@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 INITS = ("auto", "learngene", "scratch", "instant")
 TRAINED = ("learngene", "scratch")
+# The learngene individual learns the instant model's soft answers on its augmented support views beside the
+# labels (Hinton et al. 2015): chosen on base-class pseudo tasks (bench/recipe.py, docs/benchmark.md).
+DEFAULT_DISTILL = 3.0
 
 
 @dataclass
@@ -69,6 +72,8 @@ class TrainOptions:
     max_parameters: int | None = None  # build to this budget (learngene/sizing.py); None: today's size
     shrink: str = "importance"  # how inherited layers are narrowed under a budget: "importance" or "even"
     refit: bool = DEFAULT_REFIT  # under a budget: least-squares refit of layers that lost inputs (sizing.py)
+    distill: float = DEFAULT_DISTILL  # learngene init: weight of distilling the instant model (0: off)
+    distill_temperature: float = 2.0
 
     def resolved(self) -> "TrainOptions":
         o = replace(self)
@@ -79,6 +84,8 @@ class TrainOptions:
             raise ValueError("epochs must be between 1 and 1000")
         if o.max_parameters is not None and int(o.max_parameters) < 1:
             raise ValueError("max_parameters must be at least 1")
+        if not (0 <= float(o.distill) <= 100 and 0.1 <= float(o.distill_temperature) <= 100):
+            raise ValueError("distill must be in [0, 100] and distill_temperature in [0.1, 100]")
         return o
 
 
@@ -135,10 +142,11 @@ def inherited_prefix(layers: list[int]) -> list[int]:
 
 def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, inherited: list[int] | None = None,
         progress: Progress | None = None, should_stop: ShouldStop | None = None, device: torch.device | None = None,
-        held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[dict]:
+        held_out: tuple[torch.Tensor, torch.Tensor] | None = None, teacher: ConvNet | None = None) -> list[dict]:
     """Train `net` on converted images x (N, C, S, S), labels y (N,); returns the per-epoch history.
 
-    With `held_out` (x, y) each epoch's entry also has its `eval_accuracy` (the training curve users see).
+    With `held_out` (x, y) each epoch's entry also has its `eval_accuracy` (the training curve users see);
+    with a `teacher` (same classes, eval mode) the loss adds `options.distill` × its distillation term.
     """
     o = options.resolved()
     device = device or select_device()
@@ -161,14 +169,25 @@ def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, i
         bx = augment(x[idx], gen) if o.augment else x[idx]
         return bx, y[idx]
 
-    extra = None
+    terms = []
     if o.anchor > 0 and inherited:
         names = tuple(f"blocks.{i}." for i in inherited)
         anchors = {n: p.detach().clone() for n, p in net.named_parameters() if n.startswith(names)}
 
-        def extra(logits, bx):  # noqa: ARG001 - the anchor penalty looks only at the weights
+        def anchor_penalty(logits, bx):  # noqa: ARG001 - the anchor penalty looks only at the weights
             params = dict(net.named_parameters())
             return o.anchor * sum(((params[n] - a) ** 2).sum() for n, a in anchors.items())
+        terms.append(anchor_penalty)
+    if teacher is not None and o.distill > 0:
+        teacher.to(device).eval()
+        t = o.distill_temperature
+
+        def distillation(logits, bx):  # KL(teacher ‖ student) on this batch's augmented views, × T² (Hinton)
+            with torch.no_grad():
+                target = torch.softmax(teacher(bx) / t, 1)
+            return o.distill * t * t * F.kl_div(F.log_softmax(logits / t, 1), target, reduction="batchmean")
+        terms.append(distillation)
+    extra = (lambda logits, bx: sum(term(logits, bx) for term in terms)) if terms else None
 
     frozen = [net.blocks[p].bn for p in inherited_prefix(inherited)] if o.freeze_inherited_bn else []
     total_epochs = math.ceil(steps / steps_per_epoch)
@@ -214,7 +233,11 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
     else:
         net = build_net(learngene.source_config, learngene.tensors, num_classes, layers, init, o.fresh_width,
                         o.seed)
-    history = fit(net, x, y, o, inherited=inherited, device=device, **fit_kwargs)
+    teacher = None
+    if init == "learngene" and o.distill > 0 and trunk is not None:  # the instant model at full size
+        teacher = make_net("instant", learngene, trunk, x, y, num_classes, replace(o, max_parameters=None),
+                           device=device)[0]
+    history = fit(net, x, y, o, inherited=inherited, device=device, teacher=teacher, **fit_kwargs)
     return net, inherited, history
 
 

@@ -132,7 +132,7 @@ def extract_learngene(collective, method: str = "auto", k: int = 3, param_budget
                   and (param_budget is None or sum(layer_params[i] for i in b) <= param_budget)]
         steps = len(blocks) + 1
         for bi, block in enumerate(blocks if tasks else []):
-            acc = float(np.mean(task_accuracies("learngene", tasks, whole, None, block, o.seed, collective.device,
+            acc = float(np.mean(task_accuracies("learngene", tasks, whole, whole, block, o.seed, collective.device,
                                                 should_stop)))
             candidates.append({"layers": block, "accuracy": acc,
                                "parameters": individual_parameters(collective, block, o.ways)})

@@ -208,6 +208,10 @@ class IndividualCreate(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     lr: float | None = Field(None, gt=0, le=10)
     anchor: float = Field(0.0, ge=0, le=1e6, description="penalty keeping inherited weights near their start")
+    distill: float | None = Field(
+        None, ge=0, le=100, description="learngene init: weight of learning the instant model's soft answers on "
+        "the augmented support beside the labels (knowledge distillation); 0 turns it off; default: the "
+        "library's (docs/method.md)")
     max_parameters: int | None = Field(
         None, ge=1, le=2**31 - 1, description="build the largest model of the learngene's family with at most this "
         "many parameters (head included): inherited layers shrunk, widened or repeated to fit; default: today's "

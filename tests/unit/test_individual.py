@@ -159,3 +159,28 @@ def test_auto_takes_the_best_score_and_ties_go_to_the_learngene_individual():
 def _converted(ds, learngene):
     from learngene import to_input
     return to_input(ds.x, learngene.spec), torch.from_numpy(ds.y)
+
+
+def test_distillation_pulls_the_learngene_individual_towards_the_instant_model(learngene, task_factory):
+    """With the trunk given, the learngene individual also learns the instant model's soft answers."""
+    import torch.nn.functional as F
+    from learngene.individual import make_net
+    support = task_factory(["x", "y", "z"], per_class=3)
+    probe = task_factory(["x", "y", "z"], per_class=6, seed=4)
+    x, y = _converted(support, learngene)
+    px, _ = _converted(probe, learngene)
+    trunk = Learngene.whole(learngene_collective())
+    teacher = make_net("instant", learngene, trunk, x, y, 3, TrainOptions().resolved())[0]
+    with torch.no_grad():
+        target = torch.softmax(teacher(px) / 2.0, 1)
+
+    def gap(distill: float, with_trunk: bool = True) -> float:
+        o = TrainOptions(init="learngene", epochs=6, distill=distill, seed=1).resolved()
+        net = make_net("learngene", learngene, trunk if with_trunk else None, x, y, 3, o)[0].eval()
+        with torch.no_grad():
+            return float(F.kl_div(F.log_softmax(net(px) / 2.0, 1), target, reduction="batchmean"))
+
+    assert gap(20.0) < gap(0.0)
+    assert gap(0.0) == gap(20.0, with_trunk=False)  # no trunk, no teacher: the plain recipe
+    with pytest.raises(ValueError, match="distill"):
+        TrainOptions(distill=-1).resolved()

@@ -189,7 +189,8 @@ class Client:
                           learngene_id: int | None = None, learngene_alias: str | None = None,
                           init: str | None = None, epochs: int | None = None,
                           seed: int | None = None, lr: float | None = None, anchor: float | None = None,
-                          max_parameters: int | None = None, idempotency_key: str | None = None) -> JobPublic:
+                          distill: float | None = None, max_parameters: int | None = None,
+                          idempotency_key: str | None = None) -> JobPublic:
         """POST /individuals: train a few-shot model on `support` (newest learngene by default); returns its job.
 
         `learngene_alias` names the learngene by alias (`champion`) instead of by id; `max_parameters` builds the
@@ -200,7 +201,7 @@ class Client:
             files["eval_file"] = _file(eval_file, "eval.npz")
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         form = _params(learngene_id=learngene_id, learngene_alias=learngene_alias, init=init, epochs=epochs,
-                       seed=seed, lr=lr, anchor=anchor, max_parameters=max_parameters)
+                       seed=seed, lr=lr, anchor=anchor, distill=distill, max_parameters=max_parameters)
         response = self._request("POST", "/individuals", files=files, data=form, headers=headers)
         return JobPublic.model_validate_json(response.content)
 

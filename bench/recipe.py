@@ -1,0 +1,123 @@
+"""Choose the individual's recipe on BASE data: variants of `TrainOptions` on held-back base-class pseudo tasks.
+
+    python -m bench.recipe                  # grow (or reuse) a 5 × 60 collective, 10 pseudo tasks per setting
+    python -m bench.recipe --quick          # 3 × 20, 3 pseudo tasks (a smoke run, not a choice)
+
+The glyph benchmark's target episodes come from novel scripts and must not choose defaults. This benchmark
+grows a collective with the service's defaults on base scripts, takes its validated learngene, and scores
+each recipe variant on pseudo tasks built from the classes the collective held back (never trained on),
+with the same tasks and seeds for every variant, so the differences are paired. The collective is cached in
+the output folder (`collective.safetensors`), so a second run compares new variants on the same one.
+Prints a table and writes var/bench/recipe/recipe.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import git_commit
+from bench.fewshot import grow
+from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions
+from learngene.datasets import load_glyphs
+from learngene.device import select_device
+from learngene.individual import make_net
+from learngene.protocol import mean_ci, paired
+from learngene.selection import pseudo_pool, pseudo_tasks
+from learngene.training import accuracy, logits_of
+
+# name → (init, TrainOptions overrides); the first learngene variant is the reference of the paired rows.
+# Run R1 (docs/benchmark.md) chose distill 3 (T 2): the best mean over the three settings.
+VARIANTS = {
+    "learngene, no distillation": ("learngene", {"distill": 0.0}),
+    "learngene, distill 1 (T 2)": ("learngene", {"distill": 1.0}),
+    "learngene, distill 3 (T 2)": ("learngene", {"distill": 3.0}),
+    "learngene, distill 1 (T 4)": ("learngene", {"distill": 1.0, "distill_temperature": 4.0}),
+    "instant": ("instant", {}),
+    "scratch": ("scratch", {}),
+}
+
+
+def collective_for(args) -> tuple[Collective, dict]:
+    path = Path(args.out) / "collective.safetensors"
+    if path.exists():
+        return Collective.from_bytes(path.read_bytes()), {"cached": str(path)}
+    t0 = time.perf_counter()
+    c, reports, _ = grow(load_glyphs(cache_path=args.glyphs), args)
+    path.write_bytes(c.to_bytes())
+    return c, {"grown_seconds": time.perf_counter() - t0, "tasks": reports}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default="var/bench/recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tasks", type=int, help="collective tasks (default 5, quick 3)")
+    p.add_argument("--base-per-task", type=int, help="base classes per task (default 60, quick 20)")
+    p.add_argument("--pseudo-tasks", type=int, help="pseudo tasks per setting (default 10, quick 3)")
+    p.add_argument("--settings", default="20x1,20x5,5x5", help="ways x shots of the pseudo tasks")
+    p.add_argument("--variants", help="comma-separated subset of the variants (default: all)")
+    p.add_argument("--glyphs", default="var/data/glyphs.npz")
+    args = p.parse_args(argv)
+    defaults = {"tasks": 3, "base_per_task": 20, "pseudo_tasks": 3} if args.quick else \
+        {"tasks": 5, "base_per_task": 60, "pseudo_tasks": 10}
+    for k, v in defaults.items():
+        setattr(args, k, getattr(args, k) or v)
+    args.collective_max_epochs = 3 if args.quick else CollectiveOptions().epochs
+    names = args.variants.split(",") if args.variants else list(VARIANTS)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start, commit, device = time.perf_counter(), git_commit(), select_device()
+    c, grown = collective_for(args)
+    whole = Learngene.whole(c)
+    gene = Learngene.extract(c, "validated", validation=ValidationOptions())
+    x_all, y_all, pool = pseudo_pool(c)
+    print(f"collective: {c.parameters:,} parameters, {len(c.held_back_classes)} held-back classes; "
+          f"learngene {gene.layers}; pool: {pool}", flush=True)
+    rows = []
+    for setting in args.settings.split(","):
+        ways, shots = (int(v) for v in setting.split("x"))
+        tasks = pseudo_tasks(x_all, y_all, ways, shots, args.pseudo_tasks, args.seed + 100 * shots + ways)
+        accs = {n: [] for n in names}
+        secs = {n: 0.0 for n in names}
+        for ti, (sx, sy, qx, qy, w) in enumerate(tasks):
+            for n in names:
+                init, overrides = VARIANTS[n]
+                t0 = time.perf_counter()
+                net, _, _ = make_net(init, gene, whole, sx, sy, w, TrainOptions(seed=args.seed + ti, **overrides),
+                                     device=device)
+                accs[n].append(accuracy(logits_of(net, qx, device), qy))
+                secs[n] += time.perf_counter() - t0
+            print(f"  {w}-way {shots}-shot task {ti + 1}: " + ", ".join(f"{n} {a[-1]:.3f}" for n, a in accs.items()),
+                  flush=True)
+        reference = next(n for n in names if VARIANTS[n][0] == "learngene")
+        for n in names:
+            m, ci = mean_ci(accs[n])
+            rows.append({"variant": n, "ways": tasks[0][4] if tasks else ways, "shots": shots, "accuracy_mean": m,
+                         "accuracy_ci95": ci, "seconds_per_task": secs[n] / max(len(tasks), 1),
+                         "accuracies": accs[n],
+                         "paired_vs_reference": paired(accs[n], accs[reference]) if n != reference else None})
+    report = {"run": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                      "commit": commit, "tasks": args.tasks, "base_per_task": args.base_per_task,
+                      "pseudo_tasks": args.pseudo_tasks, "quick": args.quick},
+              "collective": {"parameters": c.parameters, "held_back_classes": len(c.held_back_classes),
+                             "learngene": gene.layers, "pool": pool, **grown},
+              "variants": {n: VARIANTS[n][1] for n in names}, "rows": rows,
+              "seconds_total": time.perf_counter() - t_start}
+    (out / "recipe.json").write_text(json.dumps(report, indent=2))
+    print("\n| pseudo tasks | variant | accuracy | 95% CI | − reference (paired) | s/task |\n|---|---|---|---|---|---|")
+    for r in rows:
+        d = r["paired_vs_reference"]
+        diff = f"{d['mean_difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "reference"
+        print(f"| {r['ways']}-way {r['shots']}-shot | {r['variant']} | {r['accuracy_mean']:.3f} | "
+              f"±{r['accuracy_ci95']:.3f} | {diff} | {r['seconds_per_task']:.2f} |")
+    return report
+
+
+if __name__ == "__main__":
+    main()
