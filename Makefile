@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-quick bench-sizes bench-sizes-quick bench-ui bench-domains bench-scale fonts browser glyphs cards clean
+.PHONY: install run test bench bench-quick bench-recipe bench-sizes bench-sizes-quick bench-ui bench-domains bench-scale fonts browser glyphs cards clean
 
 # Progress shows on first use (about a minute and a half): one line per step, pip's own bars for the downloads.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
@@ -46,6 +46,10 @@ bench: $(STAMP) fonts
 
 bench-quick: $(STAMP) fonts
 	$(BIN)/python -m bench.fewshot --quick
+
+# Individual recipe variants on held-back base classes, never on target episodes (how defaults are chosen).
+bench-recipe: $(STAMP) fonts
+	$(BIN)/python -m bench.recipe
 
 # One learngene at five sizes (¼× to 2× today's individual) against scratch and Weight Selection (<= 30 min; quick <= 4).
 bench-sizes: $(STAMP) fonts

@@ -9,7 +9,7 @@ Inits (`TrainOptions.init`):
 - `learngene`: the above, trained on the support. Inherited layers learn at a lower rate; those with
   no fresh layer below them keep their inherited BatchNorm statistics (the support is too small to
   re-estimate them); the head starts from the class prototypes; a small support trains full-batch
-  for a step budget set by its size.
+  for a step budget set by its size; given the collective's trunk, it also distils the instant model.
 - `scratch`: the same net with nothing inherited, same recipe.
 - `instant`: no training: the whole collective's conv trunk and a cosine head on class prototypes.
 - `auto` (default): the best of the three for this support, by cross-validation over its shots
@@ -412,7 +412,8 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
     ind = Individual(net, spec, list(support.class_names), init, list(inherited), threshold, o.score,
                      options={**asdict(o), "init": o.init})
     ind.metrics = {"train_accuracy": accuracy(logits_of(net, x, device), y), "history": history,
-                   "unknown_threshold_from": threshold_from}
+                   "unknown_threshold_from": threshold_from,
+                   "distilled": init == "learngene" and o.distill > 0 and trunk is not None}  # as make_net decides
     if auto is not None:
         ind.metrics["auto"] = auto
     if o.max_parameters is not None:  # size and per-layer derivation (learngene/sizing.py)

@@ -134,3 +134,21 @@ def test_instant_individual_needs_no_training_and_is_served_like_the_others(grow
     assert r.status_code == 200 and len(r.json()["predictions"]) == 4
     weights = api.client.get(f"/individuals/{ind['id']}/weights")
     assert Individual.from_bytes(weights.content).net.config.head == "cosine"
+
+
+def test_distillation_is_on_by_default_and_a_request_can_set_or_refuse_it(grown, make_task):
+    """The learngene individual distils the instant model (default weight); `distill` sets it; bad values are 422."""
+    from learngene.individual import DEFAULT_DISTILL
+    api = grown
+    support = make_task(["p", "q"], 5, seed=2)
+    for form, expected in (({}, DEFAULT_DISTILL), ({"distill": "0"}, 0.0), ({"distill": "1.5"}, 1.5)):
+        job = order(api, support, init="learngene", **form)
+        ind = api.client.get(f"/individuals/{job['result']['individual_id']}").json()
+        assert ind["init"] == "learngene" and ind["options"]["distill"] == expected
+        assert ind["metrics"]["distilled"] is (expected > 0)  # the worker gave it the collective's trunk
+    sent = len(api.sent)
+    for bad in ("-1", "101", "lots"):
+        r = api.client.post("/individuals", files={"file": ("s.npz", support)}, data={"distill": bad})
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"][0]["loc"][-1] == "distill"
+    assert len(api.sent) == sent
