@@ -35,7 +35,7 @@ from learngene.individual import fit, make_net
 from learngene.model import count_parameters
 from learngene.protocol import mean_ci, paired, sample_episode
 from learngene.selection import pseudo_pool, pseudo_tasks
-from learngene.sizing import LADDER, default_parameters, sized_net, smallest_budget
+from learngene.sizing import LADDER, default_parameters, sized_net
 from learngene.training import accuracy, logits_of
 
 METHODS = ("learngene", "scratch", "weight selection")
@@ -51,11 +51,7 @@ def train_at(method: str, lg: Learngene, whole: Learngene, sx, sy, ways: int, bu
     shrink, refit = VARIANTS[variant]
     opts = TrainOptions(seed=seed, max_parameters=budget, shrink=shrink, refit=refit)
     if method in ("learngene", "scratch"):
-        # The service's rule (train_individual): the learngene individual distils the instant model where the
-        # instant model fits the same budget.
-        fits = budget >= smallest_budget(whole.source_config, whole.layers, ways, head="cosine")
-        trunk = whole if method == "learngene" and fits else None
-        return make_net(method, lg, trunk, sx, sy, ways, opts, device=device)[0]
+        return make_net(method, lg, None, sx, sy, ways, opts, device=device)[0]
     net, size = sized_net(lg, ways, budget, shrink="even", seed=seed, weights_from=whole, support=sx,
                           refit=False, device=device)  # Weight Selection, as published
     fit(net, sx, sy, opts, inherited=size["inherited"], device=device)
