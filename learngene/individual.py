@@ -205,12 +205,12 @@ def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, i
                  should_stop=should_stop, device=device)
 
 
-def distils(init: str, o: TrainOptions, trunk: "Learngene | None") -> bool:
+def distils(init: str, o: TrainOptions, has_trunk: bool) -> bool:
     """Whether a model distils the instant model: the learngene individual at its default size, given the trunk.
 
     Under a `max_parameters` budget it does not: distillation was chosen at the default size (run R1), and at
     budgets it cost up to 9 points at 20-way 5-shot (run S6, docs/benchmark-sizes.md)."""
-    return init == "learngene" and o.distill > 0 and trunk is not None and o.max_parameters is None
+    return init == "learngene" and o.distill > 0 and has_trunk and o.max_parameters is None
 
 
 def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: torch.Tensor, y: torch.Tensor,
@@ -242,7 +242,7 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
         net = build_net(learngene.source_config, learngene.tensors, num_classes, layers, init, o.fresh_width,
                         o.seed)
     teacher = None
-    if distils(init, o, trunk):  # the instant model at full size
+    if distils(init, o, trunk is not None):  # the instant model at full size
         teacher = make_net("instant", learngene, trunk, x, y, num_classes, replace(o, max_parameters=None),
                            device=device)[0]
     history = fit(net, x, y, o, inherited=inherited, device=device, teacher=teacher, **fit_kwargs)
@@ -421,7 +421,7 @@ def train_individual(support: TaskDataset, learngene: "Learngene", options: Trai
                      options={**asdict(o), "init": o.init})
     ind.metrics = {"train_accuracy": accuracy(logits_of(net, x, device), y), "history": history,
                    "unknown_threshold_from": threshold_from,
-                   "distilled": distils(init, o, trunk)}
+                   "distilled": distils(init, o, trunk is not None)}
     if auto is not None:
         ind.metrics["auto"] = auto
     if o.max_parameters is not None:  # size and per-layer derivation (learngene/sizing.py)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from learngene import Collective, Learngene, TrainOptions, load_dataset, train_individual
+from learngene.individual import distils
 from service import jobstate
 from service.models import CollectiveVersion, Individual, Job, Learngene as LearngeneRow
 from service.uploads import limits
@@ -32,17 +33,17 @@ def _train(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
     gene = Learngene.from_bytes(store.get(gene_sha))
     o = p["options"]
     init = o.get("init", "auto")
-    # The instant model (and auto, which weighs it) needs the whole conv trunk of the learngene's collective.
-    trunk = None
-    # The learngene individual distils the instant model unless the request turned that off.
-    wants_trunk = init in ("auto", "instant") or (init == "learngene" and o.get("distill") != 0)
-    if wants_trunk and collective_sha is not None:
-        trunk = Learngene.whole(Collective.from_bytes(store.get(collective_sha)))
-    support = load_dataset(store.get(p["support_sha256"]), filename=p.get("filename"), limits=limits(ctx.settings))
-    query = load_dataset(store.get(p["eval_sha256"]), limits=limits(ctx.settings)) if p.get("eval_sha256") else None
     options = TrainOptions(epochs=o.get("epochs"), seed=o.get("seed", 0), init=init, lr=o.get("lr"),
                            anchor=o.get("anchor", 0.0), max_parameters=o.get("max_parameters"),
                            **({"distill": o["distill"]} if o.get("distill") is not None else {}))
+    # The whole conv trunk of the learngene's collective: for instant, for auto (which weighs it), and for the
+    # learngene individual when it distils the instant model (the library's rule). Loaded only then.
+    trunk = None
+    has_collective = collective_sha is not None
+    if has_collective and (init in ("auto", "instant") or distils(init, options, has_collective)):
+        trunk = Learngene.whole(Collective.from_bytes(store.get(collective_sha)))
+    support = load_dataset(store.get(p["support_sha256"]), filename=p.get("filename"), limits=limits(ctx.settings))
+    query = load_dataset(store.get(p["eval_sha256"]), limits=limits(ctx.settings)) if p.get("eval_sha256") else None
     ind = train_individual(support, gene, options, eval_set=query, progress=reporter.part(0.0, 0.95),
                            should_stop=reporter.should_stop, trunk=trunk)
     reporter.progress({"stage": "saving", "fraction": 0.97})

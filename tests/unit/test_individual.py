@@ -182,9 +182,9 @@ def test_distillation_pulls_the_learngene_individual_towards_the_instant_model(l
 
     assert gap(20.0) < gap(0.0)
     from learngene.individual import distils
-    assert distils("learngene", TrainOptions(), trunk) and not distils("learngene", TrainOptions(), None)
-    assert not distils("learngene", TrainOptions(max_parameters=10**5), trunk)  # budgets: not distilled (S6)
-    assert not distils("scratch", TrainOptions(), trunk) and not distils("learngene", TrainOptions(distill=0), trunk)
+    assert distils("learngene", TrainOptions(), True) and not distils("learngene", TrainOptions(), False)
+    assert not distils("learngene", TrainOptions(max_parameters=10**5), True)  # budgets: not distilled (S6)
+    assert not distils("scratch", TrainOptions(), True) and not distils("learngene", TrainOptions(distill=0), True)
     assert gap(0.0) == gap(20.0, with_trunk=False)  # no trunk, no teacher: the plain recipe
     with pytest.raises(ValueError, match="distill"):
         TrainOptions(distill=-1).resolved()
