@@ -107,11 +107,23 @@ def test_inherited_bn_statistics_are_kept_where_their_input_is_inherited(learnge
     assert fresh and any(float(ind.net.blocks[p].bn.running_mean.abs().sum()) > 0 for p in fresh)
 
 
-def test_default_recipe_trains_full_batch_for_a_step_budget(learngene, task_factory):
-    support = task_factory(["a", "b", "c", "d"], per_class=3)
-    ind = train_individual(support, learngene, TrainOptions(init="scratch"))
-    assert ind.metrics["history"][-1]["steps"] == step_budget(12) == 100
+def test_default_recipe_trains_full_batch_for_a_step_budget(learngene, task_factory, monkeypatch):
+    import learngene.individual as individual
+    batches = []
+    real_augment = individual.augment
+    monkeypatch.setattr(individual, "augment", lambda x, gen: batches.append(len(x)) or real_augment(x, gen))
+    support = task_factory(["a", "b", "c", "d", "e"], per_class=8)  # 40 images
+    inherited = train_individual(support, learngene, TrainOptions(init="learngene", distill=0))
+    assert inherited.metrics["history"][-1]["steps"] == step_budget(40) == 100
+    assert max(batches[:100]) == 32  # an inherited net: batches of at most `batch_size`
+    batches.clear()
+    # Nothing inherited: full batch (up to 128) for twice the budget (run R2)
+    scratch = train_individual(support, learngene, TrainOptions(init="scratch"))
+    assert scratch.metrics["history"][-1]["steps"] == 2 * step_budget(40)
+    assert set(batches[:200]) == {40}
     assert step_budget(1000) > step_budget(100) >= step_budget(10)
+    with pytest.raises(ValueError):
+        TrainOptions(scratch_batch_size=0).resolved()
 
 
 def test_instant_individual_is_prototypes_on_the_trunk(learngene, task_factory):
