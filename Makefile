@@ -47,7 +47,7 @@ bench: $(STAMP) fonts
 bench-quick: $(STAMP) fonts
 	$(BIN)/python -m bench.fewshot --quick
 
-# Individual recipe variants on held-back base classes, never on target episodes (how defaults are chosen).
+# Individual recipe variants on base classes never trained on, never on target episodes (how defaults are chosen).
 bench-recipe: $(STAMP) fonts
 	$(BIN)/python -m bench.recipe
 
