@@ -37,9 +37,9 @@ from learngene.training import accuracy, logits_of
 
 # name → (init, TrainOptions overrides); the first learngene variant is the reference of the paired rows.
 # Run R1 (docs/benchmark.md) chose distill 3 (T 2): the best mean over the three settings. Run R2 (both pools)
-# chose, for nets with nothing inherited, full batch and twice the step budget (what "scratch" is now); for the
-# learngene individual the same change gained +0.5 points on average (no interval excluding zero) at 5.5 × the
-# training time at 20-way 5-shot, so its recipe stayed. With `epochs`, a full batch trains one step per epoch.
+# measured full batch and 2 × the step budget: +3 to +6 points for scratch, +0.4 on average for the learngene
+# individual; left off for cost (scratch at 20-way 5-shot 5 × slower; `auto` trains it on every fold, and
+# bench-quick went from 203 s to 374 s, over its 4 minutes). With `epochs`, a full batch is one step per epoch.
 VARIANTS = {
     "learngene (default)": ("learngene", {}),
     "learngene, no distillation": ("learngene", {"distill": 0.0}),
@@ -48,8 +48,8 @@ VARIANTS = {
     "learngene, full batch": ("learngene", {"batch_size": 128}),
     "learngene, full batch, 200 steps": ("learngene", {"batch_size": 128, "epochs": 200}),
     "instant": ("instant", {}),
-    "scratch, batch 32, 1 × steps (before R2)": ("scratch", {"scratch_batch_size": 32, "scratch_step_factor": 1.0}),
-    "scratch (default: full batch, 2 × steps)": ("scratch", {}),
+    "scratch": ("scratch", {}),
+    "scratch, full batch, 200 steps": ("scratch", {"scratch_batch_size": 128, "scratch_step_factor": 2.0}),
 }
 
 

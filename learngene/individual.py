@@ -53,8 +53,9 @@ DEFAULT_DISTILL = 3.0
 class TrainOptions:
     """Few-shot training. With no `epochs`, a support of n images trains for `step_budget(n)` steps,
     full-batch up to `batch_size` images; with `epochs`, for that many passes over the support. A net with
-    nothing inherited (scratch) has everything to learn: it trains full-batch up to `scratch_batch_size`
-    images for `scratch_step_factor` × the step budget (run R2, docs/benchmark.md)."""
+    nothing inherited (scratch) may get its own batch size and a multiple of the budget (`scratch_*`): run R2
+    measured full batch and 2 × steps (+3 to +6 points for scratch on base data) and left them off for cost
+    (docs/benchmark.md)."""
 
     epochs: int | None = None
     seed: int = 0
@@ -65,8 +66,8 @@ class TrainOptions:
     prototype_head: bool = True  # the head starts from the support's class means
     anchor: float = 0.0  # L2 pull of inherited weights towards their inherited values
     batch_size: int = 32  # a support of up to this many images trains full-batch
-    scratch_batch_size: int = 128  # the same for a net with nothing inherited
-    scratch_step_factor: float = 2.0  # a net with nothing inherited trains this many times the step budget
+    scratch_batch_size: int = 32  # `batch_size` for a net with nothing inherited
+    scratch_step_factor: float = 1.0  # a net with nothing inherited trains this many times the step budget
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     augment: bool = True

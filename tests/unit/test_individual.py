@@ -113,13 +113,15 @@ def test_default_recipe_trains_full_batch_for_a_step_budget(learngene, task_fact
     real_augment = individual.augment
     monkeypatch.setattr(individual, "augment", lambda x, gen: batches.append(len(x)) or real_augment(x, gen))
     support = task_factory(["a", "b", "c", "d", "e"], per_class=8)  # 40 images
-    inherited = train_individual(support, learngene, TrainOptions(init="learngene", distill=0))
-    assert inherited.metrics["history"][-1]["steps"] == step_budget(40) == 100
-    assert max(batches[:100]) == 32  # an inherited net: batches of at most `batch_size`
+    for init in ("learngene", "scratch"):
+        batches.clear()
+        ind = train_individual(support, learngene, TrainOptions(init=init, distill=0))
+        assert ind.metrics["history"][-1]["steps"] == step_budget(40) == 100
+        assert max(batches[:100]) == 32  # batches of at most `batch_size`
+    # A net with nothing inherited can train full-batch for a multiple of the budget (run R2's variant)
     batches.clear()
-    # Nothing inherited: full batch (up to 128) for twice the budget (run R2)
-    scratch = train_individual(support, learngene, TrainOptions(init="scratch"))
-    assert scratch.metrics["history"][-1]["steps"] == 2 * step_budget(40)
+    o = TrainOptions(init="scratch", scratch_batch_size=128, scratch_step_factor=2.0)
+    assert train_individual(support, learngene, o).metrics["history"][-1]["steps"] == 2 * step_budget(40)
     assert set(batches[:200]) == {40}
     assert step_budget(1000) > step_budget(100) >= step_budget(10)
     with pytest.raises(ValueError):
