@@ -49,7 +49,7 @@ VARIANTS = {
     "learngene, full batch, 200 steps": ("learngene", {"batch_size": 128, "epochs": 200}),
     "instant": ("instant", {}),
     "scratch": ("scratch", {}),
-    "scratch, full batch, 200 steps": ("scratch", {"scratch_batch_size": 128, "scratch_step_factor": 2.0}),
+    "scratch, full batch, 200 steps": ("scratch", {"batch_size": 128, "epochs": 200}),
 }
 
 

@@ -52,10 +52,9 @@ DEFAULT_DISTILL = 3.0
 @dataclass
 class TrainOptions:
     """Few-shot training. With no `epochs`, a support of n images trains for `step_budget(n)` steps,
-    full-batch up to `batch_size` images; with `epochs`, for that many passes over the support. A net with
-    nothing inherited (scratch) may get its own batch size and a multiple of the budget (`scratch_*`): run R2
-    measured full batch and 2 × steps (+3 to +6 points for scratch on base data) and left them off for cost
-    (docs/benchmark.md)."""
+    full-batch up to `batch_size` images; with `epochs`, for that many passes over the support (so
+    `batch_size=128, epochs=200` is 200 full-batch steps for a support of up to 128 images: run R2's variant,
+    +3 to +6 points for scratch on base data, left off for cost, docs/benchmark.md)."""
 
     epochs: int | None = None
     seed: int = 0
@@ -66,8 +65,6 @@ class TrainOptions:
     prototype_head: bool = True  # the head starts from the support's class means
     anchor: float = 0.0  # L2 pull of inherited weights towards their inherited values
     batch_size: int = 32  # a support of up to this many images trains full-batch
-    scratch_batch_size: int = 32  # `batch_size` for a net with nothing inherited
-    scratch_step_factor: float = 1.0  # a net with nothing inherited trains this many times the step budget
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     augment: bool = True
@@ -89,8 +86,8 @@ class TrainOptions:
             raise ValueError("epochs must be between 1 and 1000")
         if o.max_parameters is not None and int(o.max_parameters) < 1:
             raise ValueError("max_parameters must be at least 1")
-        if min(int(o.batch_size), int(o.scratch_batch_size)) < 1 or not 0.1 <= float(o.scratch_step_factor) <= 10:
-            raise ValueError("batch sizes must be at least 1 and scratch_step_factor in [0.1, 10]")
+        if int(o.batch_size) < 1:
+            raise ValueError("batch_size must be at least 1")
         if not (0 <= float(o.distill) <= 100 and 0.1 <= float(o.distill_temperature) <= 100):
             raise ValueError("distill must be in [0, 100] and distill_temperature in [0.1, 100]")
         return o
@@ -162,10 +159,10 @@ def fit(net: ConvNet, x: torch.Tensor, y: torch.Tensor, options: TrainOptions, i
     net.to(device)
     if o.prototype_head:
         set_prototype_head(net, x, y, device)
-    batch = min(o.batch_size if inherited else o.scratch_batch_size, len(x))
+    batch = min(o.batch_size, len(x))
     per_pass = math.ceil(len(x) / batch)
     if o.epochs is None:
-        steps = step_budget(len(x)) if inherited else round(o.scratch_step_factor * step_budget(len(x)))
+        steps = step_budget(len(x))
         steps_per_epoch = max(1, steps // 25)  # 25 points on the training curve
     else:
         steps, steps_per_epoch = o.epochs * per_pass, per_pass

@@ -118,14 +118,14 @@ def test_default_recipe_trains_full_batch_for_a_step_budget(learngene, task_fact
         ind = train_individual(support, learngene, TrainOptions(init=init, distill=0))
         assert ind.metrics["history"][-1]["steps"] == step_budget(40) == 100
         assert max(batches[:100]) == 32  # batches of at most `batch_size`
-    # A net with nothing inherited can train full-batch for a multiple of the budget (run R2's variant)
+    # Run R2's scratch variant: full batch, epochs = steps
     batches.clear()
-    o = TrainOptions(init="scratch", scratch_batch_size=128, scratch_step_factor=2.0)
+    o = TrainOptions(init="scratch", batch_size=128, epochs=200)
     assert train_individual(support, learngene, o).metrics["history"][-1]["steps"] == 2 * step_budget(40)
     assert set(batches[:200]) == {40}
     assert step_budget(1000) > step_budget(100) >= step_budget(10)
     with pytest.raises(ValueError):
-        TrainOptions(scratch_batch_size=0).resolved()
+        TrainOptions(batch_size=0).resolved()
 
 
 def test_instant_individual_is_prototypes_on_the_trunk(learngene, task_factory):
