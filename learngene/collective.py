@@ -50,6 +50,7 @@ class CollectiveOptions:
     holdback_per_class: int = 20  # samples kept per held-back class
     growth: str = "schedule"  # "schedule": one layer per task until final widths; "unknown": only
     #                          when most of a task's new classes are flagged unknown; "none"
+    growth_order: str = "bottom-up"  # which layer widens next: "bottom-up" (conv 0 first) or "top-down"
     score: str = "knn"  # unknown score: "knn" (distance to nearest exemplar), "energy" or "max_softmax"
     tau: float = 1e-4  # gradient magnitude threshold of the share statistic
     seed: int = 0
@@ -80,6 +81,8 @@ class Collective:
     @classmethod
     def create(cls, spec: InputSpec, preset: str = "small", seed: int = 0, **options) -> "Collective":
         opts = CollectiveOptions(preset=preset, seed=seed, **options)
+        if opts.growth_order not in ("bottom-up", "top-down"):
+            raise ValueError(f"growth_order must be 'bottom-up' or 'top-down', got {opts.growth_order!r}")
         torch.manual_seed(seed)
         net = ConvNet(NetConfig.preset(preset, spec.channels))
         return cls(net, spec, opts)
@@ -250,10 +253,11 @@ class Collective:
                                  self.options.score)
 
     def _grow(self, open_world: dict | None, new_classes: list[str], ds: TaskDataset) -> dict | None:
-        """Widen one layer (bottom first) by the growth policy; returns what was done."""
+        """Widen one layer (in `growth_order`) by the growth policy; returns what was done."""
         final = PRESETS[self.options.preset]["final"]
         widths = self.net.config.widths
-        layer = next((i for i, (w, f) in enumerate(zip(widths, final)) if w < f), None)
+        order = range(len(widths)) if self.options.growth_order == "bottom-up" else reversed(range(len(widths)))
+        layer = next((i for i in order if widths[i] < final[i]), None)
         if layer is None or self.tasks_seen == 0 or self.options.growth == "none":
             return None
         if self.options.growth == "unknown":

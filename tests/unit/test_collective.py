@@ -41,6 +41,17 @@ def test_growth_widens_one_layer_per_task(grown):
     assert c.net.config.widths == [8, 16, 8]
 
 
+def test_top_down_growth_widens_the_last_layer_first():
+    from tests.unit.conftest import make_task
+    c = Collective.create(InputSpec(1, 16), preset="tiny", seed=0, growth_order="top-down")
+    for t in range(3):
+        c.learn_task(make_task([f"t{t}c{i}" for i in range(3)], per_class=6, seed=t), epochs=1)
+    assert [e["layer"] for e in c.growth_log] == [2, 1]
+    assert c.net.config.widths == [4, 16, 16]
+    with pytest.raises(ValueError, match="growth_order"):
+        Collective.create(InputSpec(1, 16), preset="tiny", growth_order="sideways")
+
+
 def test_open_world_report_from_the_second_task(grown):
     _, reports, _, _ = grown
     assert reports[0]["open_world"] is None
