@@ -87,6 +87,17 @@ def unseen_tasks(glyphs, c: Collective, args, ways: int, shots: int, count: int,
     return tasks
 
 
+def collective_option(text: str, parser: argparse.ArgumentParser) -> tuple[str, object]:
+    """'growth_order=top-down' → ('growth_order', 'top-down'); values that parse as JSON (30, true) are typed."""
+    key, sep, value = text.partition("=")
+    if not sep or key not in CollectiveOptions.__dataclass_fields__:
+        parser.error(f"--collective takes OPTION=VALUE with an option of CollectiveOptions, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -102,8 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--collective", action="append", default=[], metavar="OPTION=VALUE",
                    help="a CollectiveOptions field for the grown collective (repeatable; JSON values)")
     args = p.parse_args(argv)
-    args.collective_options = {k: json.loads(v) if v[:1] in "0123456789[{-" or v in ("true", "false") else v
-                               for k, v in (o.split("=", 1) for o in args.collective)}
+    args.collective_options = dict(collective_option(o, p) for o in args.collective)
     defaults = {"tasks": 3, "base_per_task": 20, "pseudo_tasks": 3} if args.quick else \
         {"tasks": 5, "base_per_task": 60, "pseudo_tasks": 10}
     for k, v in defaults.items():
