@@ -19,6 +19,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def paired_text(d: dict | None, none: str = "reference") -> str:
+    """A paired comparison (learngene.protocol.paired) as '+0.012 [+0.004, +0.021]'; `none` when there is none."""
+    return f"{d['mean_difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else none
+
+
 def drop_redis_keys(broker_url: str, prefix: str) -> None:
     """Delete this run's keys (those under `prefix`) from the broker, and nothing else."""
     import redis

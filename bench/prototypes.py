@@ -20,11 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench import git_commit
+from bench import git_commit, paired_text, write_report
 from bench.recipe import collective_for, unseen_tasks
 from learngene import CollectiveOptions, Learngene, TrainOptions
 from learngene.augment import augment
 from learngene.datasets import load_glyphs
+from learngene.device import select_device
 from learngene.individual import make_net
 from learngene.protocol import mean_ci, paired
 from learngene.selection import pseudo_pool, pseudo_tasks
@@ -48,12 +49,13 @@ VARIANTS = {
 def block_features(net, x: torch.Tensor) -> list[torch.Tensor]:
     """Globally pooled output of every conv block: a list of (N, width) tensors."""
     net.eval()
+    device = next(net.parameters()).device
     out = []
     for i in range(0, len(x), 512):
-        h, per_block = x[i : i + 512], []
+        h, per_block = x[i : i + 512].to(device), []
         for block in net.blocks:
             h = block(h)
-            per_block.append(h.mean(dim=(2, 3)))
+            per_block.append(h.mean(dim=(2, 3)).float().cpu())
         out.append(per_block)
     return [torch.cat([b[k] for b in out]) for k in range(len(net.blocks))]
 
@@ -85,6 +87,13 @@ def score(net, task, variant, base_means, seed) -> float:
     return float((logits.argmax(1) == torch.as_tensor(qy)).float().mean())
 
 
+def table(report: dict) -> str:
+    lines = ["", "| tasks | variant | accuracy | − plain (paired) |", "|---|---|---|---|"]
+    lines += [f"| {r['pool']} {r['ways']}-way {r['shots']}-shot | {r['variant']} | {r['accuracy_mean']:.3f} "
+              f"±{r['accuracy_ci95']:.3f} | {paired_text(r['paired_vs_plain'])} |" for r in report["rows"]]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="var/bench/recipe", help="bench.recipe's folder (its collective is reused)")
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.collective_max_epochs = CollectiveOptions().epochs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t_start, device = time.perf_counter(), torch.device("cpu")
+    t_start, device = time.perf_counter(), select_device()
     glyphs = load_glyphs(cache_path=args.glyphs)
     c, grown = collective_for(glyphs, args)
     whole = Learngene.whole(c)
@@ -127,13 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
                       "commit": git_commit(), "pseudo_tasks": args.pseudo_tasks},
               "collective": {"parameters": c.parameters, **grown}, "rows": rows,
               "seconds_total": time.perf_counter() - t_start}
-    (out / "prototypes.json").write_text(json.dumps(report, indent=2))
-    print("\n| tasks | variant | accuracy | − plain (paired) |\n|---|---|---|---|")
-    for r in rows:
-        d = r["paired_vs_plain"]
-        diff = f"{d['mean_difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "reference"
-        print(f"| {r['pool']} {r['ways']}-way {r['shots']}-shot | {r['variant']} | {r['accuracy_mean']:.3f} "
-              f"±{r['accuracy_ci95']:.3f} | {diff} |")
+    write_report(report, out / "prototypes.json", table)
     return report
 
 

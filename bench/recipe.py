@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import git_commit
+from bench import git_commit, paired_text
 from bench.fewshot import grow, task_stream
 from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions, to_input
 from learngene.datasets import BASE_SCRIPTS, load_glyphs
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n| tasks | variant | accuracy | 95% CI | − reference (paired) | s/task |\n|---|---|---|---|---|---|")
     for r in rows:
         d = r["paired_vs_reference"]
-        diff = f"{d['mean_difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "reference"
+        diff = paired_text(d)
         print(f"| {r['pool']} {r['ways']}-way {r['shots']}-shot | {r['variant']} | {r['accuracy_mean']:.3f} | "
               f"±{r['accuracy_ci95']:.3f} | {diff} | {r['seconds_per_task']:.2f} |")
     return report

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench import git_commit
+from bench import git_commit, paired_text
 from bench.fewshot import K, grow
 from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions, to_input
 from learngene.datasets import NOVEL_SCRIPTS, load_glyphs
@@ -248,7 +248,7 @@ def table(report: dict) -> str:
         lgr = next(x for x in report["rows"] if (x["ways"], x["shots"], x["budget_factor"], x["method"])
                    == (r["ways"], r["shots"], r["budget_factor"], "learngene"))
         d = lgr["paired"].get(r["method"])
-        diff = f"{d['mean_difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "–"
+        diff = paired_text(d, "–")
         lines.append(f"| {r['ways']}-way {r['shots']}-shot | {r['budget_factor']:g}× ({r['max_parameters']:,}) | "
                      f"{r['method']} | {r['parameters']:,} | {r['accuracy_mean']:.3f} | ±{r['accuracy_ci95']:.3f} | "
                      f"{diff} | {r['seconds_per_model']:.2f} |")
