@@ -60,8 +60,9 @@ def task_stream(glyphs, n_tasks: int, base_per_task: int | None, seed: int) -> l
 
 def grow(glyphs, args) -> tuple[Collective, list[dict], dict]:
     spec = InputSpec(channels=1, size=32)
-    c = Collective.create(spec, preset="small", seed=args.seed, epochs=args.collective_max_epochs,
-                          **getattr(args, "collective_options", {}))
+    options = dict(getattr(args, "collective_options", {}))
+    c = Collective.create(spec, preset=options.pop("preset", "small"), seed=args.seed,
+                          epochs=args.collective_max_epochs, **options)
     reports, seen = [], {"x": [], "names": [], "samples": 0}
     for t, classes in enumerate(task_stream(glyphs, args.tasks, args.base_per_task, args.seed)):
         ds = glyphs.to_task_dataset(classes)

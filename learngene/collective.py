@@ -36,8 +36,10 @@ class CollectiveOptions:
     """How the collective learns. Defaults aim at unseen image sets, not at glyphs."""
 
     preset: str = "small"
-    epochs: int = 20  # at most this many passes per task; fewer when held-out accuracy stops improving
-    patience: int = 3  # passes without a better held-out accuracy before a task counts as learned
+    epochs: int = 20  # passes per task (one cosine schedule); the pass with the best held-out accuracy is kept
+    patience: int | None = None  # None: run the whole schedule. N: stop after N passes without a better
+    #                              held-out accuracy (faster; on small tasks it stops at a high learning rate
+    #                              on a noisy signal and costs features: run R4, docs/benchmark-domains.md)
     batch_size: int = 64
     min_batches_per_epoch: int = 10  # small tasks still get steps: passes repeat (freshly augmented)
     lr: float = 1e-3
@@ -103,8 +105,9 @@ class Collective:
                    should_stop: ShouldStop | None = None, name: str | None = None) -> dict:
         """Learn one labelled task; returns the task's report (open world, accuracy, growth).
 
-        `epochs` fixes the number of passes over the task; by default training stops when the accuracy
-        on the held-out samples stops improving (at most `options.epochs` passes).
+        `epochs` fixes the number of passes over the task and keeps the last; by default `options.epochs`
+        passes run and the one with the best held-out accuracy is kept (or training stops early when
+        `options.patience` is set).
         """
         ds.require(min_classes=1, min_per_class=1)
         opts, gen = self.options, self._generator()
@@ -204,7 +207,8 @@ class Collective:
             if progress:
                 progress({"stage": "train", "epoch": epoch, "epochs": max_epochs, "loss": stats["loss"],
                           "fraction": epoch / max_epochs})
-            converged = epochs is None and epoch >= 2 and epoch - best["epoch"] >= opts.patience
+            converged = (epochs is None and opts.patience is not None and epoch >= 2
+                         and epoch - best["epoch"] >= opts.patience)
             return bool(converged)
 
         history = train(self.net, draw, steps=steps_per_epoch * max_epochs, lr=opts.lr,

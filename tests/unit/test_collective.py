@@ -119,8 +119,23 @@ def test_replay_keeps_old_classes_in_proportion_and_holds_classes_back():
     # 7 new per batch: 30 new samples take ceil(30 / 7) = 5 batches, raised to min_batches_per_epoch (10).
     steps = max(c.options.min_batches_per_epoch, 5)
     assert len(seen) == steps + 1 and all(n == 64 for n in seen[:steps])  # + the held-out check's forward
-    r2 = c.learn_task(make_task([f"b{i}" for i in range(3)], per_class=10, seed=1))  # epochs by convergence
+    r2 = c.learn_task(make_task([f"b{i}" for i in range(3)], per_class=10, seed=1))  # the whole schedule
     assert r2["held_back_classes"] == [] and 1 <= r2["epochs"] <= c.options.epochs
     assert len(r2["history"]) == r2["epochs"] and all("heldout_accuracy" in h for h in r2["history"])
     back = Collective.from_bytes(c.to_bytes())
     assert back.held_back_classes == c.held_back_classes and torch.equal(back.holdback_x, c.holdback_x)
+
+
+def test_a_task_runs_its_whole_schedule_and_keeps_its_best_pass():
+    """By default every pass of the schedule runs and the pass with the best held-out accuracy is kept;
+    `patience` stops a task once held-out accuracy has not improved for that many passes."""
+    from tests.unit.conftest import make_task
+    task = make_task([f"c{i}" for i in range(4)], per_class=10, seed=0)
+    c = Collective.create(InputSpec(1, 16), preset="tiny", seed=0, epochs=8, heldout_per_class=2)
+    r = c.learn_task(task)
+    assert r["epochs"] == 8
+    assert r["accuracy"] == pytest.approx(max(h["heldout_accuracy"] for h in r["history"]))
+    early = Collective.create(InputSpec(1, 16), preset="tiny", seed=0, epochs=40, patience=1, heldout_per_class=2)
+    r = early.learn_task(task)
+    accs = [h["heldout_accuracy"] for h in r["history"]]
+    assert r["epochs"] < 40 and accs[-1] <= max(accs[:-1])  # stopped on a pass that did not improve
