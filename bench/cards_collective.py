@@ -20,8 +20,8 @@ import time
 import torch
 
 from bench import git_commit, paired_text, write_report
-from bench.domains import episodes, make_family
-from learngene import Collective, Learngene, TrainOptions, to_input
+from bench.domains import episode_tensors, episodes, make_family
+from learngene import Collective, Learngene, TrainOptions
 from learngene.datasets import load_cards
 from learngene.individual import make_net
 from learngene.protocol import mean_ci, paired
@@ -48,11 +48,7 @@ def score_variant(fam, options: dict, fixed: int | None, seed: int, n_episodes: 
         accs = []
         for e, (s_idx, q_idx, chosen) in enumerate(episodes(held.y, list(range(held.num_classes)), 5, shots,
                                                             n_episodes, 7)):
-            remap = {k: j for j, k in enumerate(chosen)}
-            sx = to_input(held.x[s_idx], c.spec)
-            sy = torch.tensor([remap[int(v)] for v in held.y[s_idx]])
-            qx = to_input(held.x[q_idx], c.spec)
-            qy = torch.tensor([remap[int(v)] for v in held.y[q_idx]])
+            sx, sy, qx, qy = episode_tensors(held, c.spec, s_idx, q_idx, chosen)
             net, _, _ = make_net("instant", whole, whole, sx, sy, 5, TrainOptions(init="instant", seed=e))
             accs.append(accuracy(logits_of(net, qx, c.device), qy))
         out["settings"][f"5-way {shots}-shot"] = accs
