@@ -32,7 +32,7 @@ run: $(STAMP)
 # The browser test needs Debian's Chromium: installed first when apt can (best effort; the test says if not).
 test: $(STAMP)
 	-bash scripts/install-browser.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 fonts:
 	bash scripts/install-fonts.sh

@@ -12,10 +12,11 @@ Inits (`TrainOptions.init`):
   for a step budget set by its size; given the collective's trunk, it also distils the instant model.
 - `scratch`: the same net with nothing inherited, same recipe.
 - `instant`: no training: the whole collective's conv trunk and a cosine head on class prototypes.
-- `auto` (default): the best of the three for this support, by cross-validation over its shots
-  (leave one shot per class out, up to 3 folds) when every class has two or more; with one shot, by the
-  scores the learngene's validation recorded on pseudo tasks at one shot (ties: the learngene individual).
-  Choice, scores and the paired standard errors (margins) go to metrics.
+- `auto` (default): with two or more shots per class, cross-validation over the support (leave one shot per
+  class out, up to 3 folds) and the simplest init within 2 paired standard errors of the best score (instant,
+  then learngene, then scratch: `pick_init`); with one shot, the best of the scores the learngene's validation
+  recorded on pseudo tasks at one shot (ties: the learngene individual). Choice, scores and the paired
+  standard errors (margins) go to metrics.
 
     ind = train_individual(support, learngene, TrainOptions(seed=0), eval_set=query, trunk=whole)
     ind.metrics["eval_accuracy"], ind.metrics["auto"], ind.predict(images)[0]["label"]
@@ -44,6 +45,12 @@ if TYPE_CHECKING:
 
 INITS = ("auto", "learngene", "scratch", "instant")
 TRAINED = ("learngene", "scratch")
+SIMPLEST_FIRST = ("instant", "learngene", "scratch")  # by the values each fits to the support (pick_init)
+# init="auto" at two or more shots: pick_init's `within_se` (0: the best cross-validated score). Run A1 chose it
+# on base data (bench/auto_rule.py, docs/benchmark.md): the best mean over glyph and card pseudo tasks, +0.9
+# points against the best score, +3.0 on grey cards, where three folds of 5 images per class could not tell a
+# learngene individual 7 points behind instant from one ahead.
+AUTO_WITHIN_SE = 2.0
 # The learngene individual learns the instant model's soft answers on its augmented support views beside the
 # labels (Hinton et al. 2015): chosen on base-class pseudo tasks (bench/recipe.py, docs/benchmark.md).
 DEFAULT_DISTILL = 3.0
@@ -282,15 +289,28 @@ def paired_margins(outcomes: dict[str, list[float]], base: str = "learngene") ->
     return out
 
 
-def pick_init(scores: dict[str, float]) -> str:
-    """The init with the best score; ties go to the learngene individual, then instant, then scratch.
+def pick_init(scores: dict[str, float], outcomes: dict[str, list[float]] | None = None,
+              within_se: float = 0.0) -> str:
+    """The init with the best score (ties: the learngene individual, then instant, then scratch); given per-image
+    `outcomes` and `within_se` > 0, the simplest init whose score is within `within_se` paired standard errors of
+    the best's (the one-standard-error rule of cross-validation; simplest = fewest values fitted to the support:
+    instant, which fits only class means, then the learngene individual, then scratch).
 
-    The paired standard errors (`choose_init`'s "margins") are recorded for the user, not used: a one-SE rule in
-    favour of the learngene individual was tried (run B4 and cards run F3) and kept it where instant was 15 points
-    better on RGB cards (5-way 5-shot: 0.711 against 0.760 for the plain best score in run F2), with no gain on
-    glyphs."""
+    A one-SE rule in favour of the learngene individual was tried (run B4 and cards run F3) and kept it where
+    instant was 15 points better on RGB cards (5-way 5-shot: 0.711 against 0.760 for the plain best score in run
+    F2), with no gain on glyphs; run A1 (bench/auto_rule.py) measured it in favour of the simplest init instead and
+    chose `within_se` = 2 (`AUTO_WITHIN_SE`)."""
     order = [i for i in ("learngene", "instant", "scratch") if i in scores]
-    return max(order, key=lambda i: (scores[i], -order.index(i)))
+    best = max(order, key=lambda i: (scores[i], -order.index(i)))
+    if outcomes is None or within_se <= 0:
+        return best
+    for init in (i for i in SIMPLEST_FIRST if i in scores):
+        if init == best:
+            break
+        se = paired_margins({init: outcomes[init], best: outcomes[best]}, base=init)[best]
+        if scores[best] - scores[init] <= within_se * se:
+            return init
+    return best
 
 
 def choose_init(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tensor, y: torch.Tensor,
@@ -302,15 +322,15 @@ def choose_init(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tens
     if shots >= 2:
         correct = cross_validate(learngene, trunk, x, y, num_classes, o, inits, device, should_stop)
         scores = {i: float(np.mean(v)) for i, v in correct.items()}
-        margins = paired_margins(correct)
-        by = f"cross-validation over the support ({min(o.cv_folds, shots)} folds, one shot per class out)"
-    else:
-        prior = (learngene.strategies or {}).get("1", {})
-        scores = {i: float(prior[i]) for i in inits if i in prior}
-        margins = {i: float(m) for i, m in prior.get("paired_se", {}).items() if i in scores}
-        by = "the learngene's validation pseudo tasks at one shot"
-        if not scores:
-            scores, by = {"learngene": 1.0}, "default (no evidence recorded with this learngene)"
+        init = pick_init(scores, correct, AUTO_WITHIN_SE)
+        return {"init": init, "scores": scores, "margins": paired_margins(correct), "within_se": AUTO_WITHIN_SE,
+                "by": f"cross-validation over the support ({min(o.cv_folds, shots)} folds, one shot per class out)"}
+    prior = (learngene.strategies or {}).get("1", {})
+    scores = {i: float(prior[i]) for i in inits if i in prior}
+    margins = {i: float(m) for i, m in prior.get("paired_se", {}).items() if i in scores}
+    by = "the learngene's validation pseudo tasks at one shot"
+    if not scores:
+        scores, by = {"learngene": 1.0}, "default (no evidence recorded with this learngene)"
     return {"init": pick_init(scores), "scores": scores, "margins": margins, "by": by}
 
 

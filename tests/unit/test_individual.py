@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from learngene import Collective, DatasetError, Individual, InputSpec, Learngene, TrainOptions, train_individual
-from learngene.individual import build_net, choose_init, inherited_prefix, paired_margins, pick_init, step_budget
+from learngene.individual import (AUTO_WITHIN_SE, build_net, choose_init, inherited_prefix, paired_margins, pick_init,
+                                  step_budget)
 
 
 _COLLECTIVE: dict = {}
@@ -150,7 +151,7 @@ def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factor
     auto = ind.metrics["auto"]
     assert set(auto["scores"]) == {"learngene", "scratch", "instant"} and "cross-validation" in auto["by"]
     assert set(auto["margins"]) == {"scratch", "instant"} and all(m >= 0 for m in auto["margins"].values())
-    assert ind.init == auto["init"] == pick_init(auto["scores"])
+    assert ind.init == auto["init"] and auto["within_se"] == AUTO_WITHIN_SE
     assert ind.options["init"] == "auto"
     # One shot per class: no folds, so the learngene's recorded evidence decides.
     one = task_factory(["x", "y", "z"], per_class=1)
@@ -168,6 +169,22 @@ def test_auto_takes_the_best_score_and_ties_go_to_the_learngene_individual():
     assert pick_init({"learngene": 0.80, "scratch": 0.80, "instant": 0.80}) == "learngene"
     assert pick_init({"scratch": 0.9, "instant": 0.9}) == "instant"
     assert paired_margins({"learngene": [1, 0, 1, 1], "instant": [1, 1, 1, 1]}) == {"instant": 0.25}
+
+
+def test_the_one_se_rule_takes_the_simplest_init_the_evidence_cannot_separate_from_the_best():
+    # learngene ahead by 1 of 8 images; SE of the paired difference = sqrt(1/8)/sqrt(8) = 0.125.
+    out = {"learngene": [1, 1, 1, 1, 1, 1, 1, 1], "instant": [1, 1, 1, 1, 1, 1, 1, 0],
+           "scratch": [0, 1, 0, 1, 0, 1, 0, 1]}
+    scores = {i: sum(v) / len(v) for i, v in out.items()}
+    assert pick_init(scores, out, 0.0) == pick_init(scores) == "learngene"
+    assert pick_init(scores, out, 1.5) == "instant"  # 0.125 behind: within 1.5 SE (0.1875)
+    assert pick_init(scores, out, 0.5) == "learngene"  # not within half an SE (0.0625)
+    # A clear winner stays: learngene right on every image, instant on half of them.
+    clear = {"learngene": [1] * 8, "instant": [1, 0] * 4}
+    assert pick_init({"learngene": 1.0, "instant": 0.5}, clear, 1.0) == "learngene"
+    # Scratch is the last resort: within one SE of learngene (best), learngene is simpler.
+    tie = {"learngene": [1, 1, 1, 0], "scratch": [1, 1, 1, 1]}
+    assert pick_init({"learngene": 0.75, "scratch": 1.0}, tie, 1.5) == "learngene"
 
 
 def _converted(ds, learngene):
