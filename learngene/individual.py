@@ -48,8 +48,8 @@ TRAINED = ("learngene", "scratch")
 SIMPLEST_FIRST = ("instant", "learngene", "scratch")  # by the values each fits to the support (pick_init)
 # init="auto" at two or more shots: pick_init's `within_se` (0: the best cross-validated score). Run A1 chose it
 # on base data (bench/auto_rule.py, docs/benchmark.md): the best mean over glyph and card pseudo tasks, +0.9
-# points against the best score, +3.0 on grey cards, where three folds of 5 images per class could not tell a
-# learngene individual 7 points behind instant from one ahead.
+# points against the best score, +3.0 on grey cards, where three folds of one held-out shot per class (15
+# images at 5-way) could not tell a learngene individual 7 points behind instant from one ahead.
 AUTO_WITHIN_SE = 2.0
 # The learngene individual learns the instant model's soft answers on its augmented support views beside the
 # labels (Hinton et al. 2015): chosen on base-class pseudo tasks (bench/recipe.py, docs/benchmark.md).

@@ -144,8 +144,9 @@ def test_a_store_outage_during_a_job_is_retried_and_nothing_half_written_is_read
     client = topology.client
     first = kit.wait_job(client, upload(client, "t.npz", make_task(["a", "b", "c"], 8), epochs="2")["id"])
     assert first["status"] == "succeeded", first
+    # A trained init: the outage must hit a job that trains (auto may answer with instant, which trains nothing).
     r = client.post("/individuals", files={"file": ("s.npz", make_task(["p", "q"], 5, seed=3))},
-                    data={"epochs": "150"})
+                    data={"epochs": "150", "init": "learngene"})
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
     wait_for(lambda: client.get(f"/jobs/{job_id}").json()["progress"].get("epoch"), what="training to start")

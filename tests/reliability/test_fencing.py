@@ -66,7 +66,7 @@ def test_a_silenced_worker_taken_over_leaves_exactly_one_result(tmp_path, pg_url
             r = client.post("/tasks", files={"file": ("t.npz", make_task(["a", "b", "c"], 8))}, data={"epochs": "1"})
             assert kit.wait_job(client, r.json()["id"], 120)["status"] == "succeeded"
             r = client.post("/individuals", files={"file": ("s.npz", make_task(["a", "b"], 4, seed=5))},
-                            data={"epochs": "400"})
+                            data={"epochs": "400", "init": "learngene"})  # trains (auto may pick instant)
             job_id = r.json()["id"]
             wait_for(lambda: (j := client.get(f"/jobs/{job_id}").json())["status"] == "running"
                      and j["progress"].get("epoch"), 60, "the individual never started training on w1")

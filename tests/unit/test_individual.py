@@ -182,7 +182,7 @@ def test_the_one_se_rule_takes_the_simplest_init_the_evidence_cannot_separate_fr
     # A clear winner stays: learngene right on every image, instant on half of them.
     clear = {"learngene": [1] * 8, "instant": [1, 0] * 4}
     assert pick_init({"learngene": 1.0, "instant": 0.5}, clear, 1.0) == "learngene"
-    # Scratch is the last resort: within one SE of learngene (best), learngene is simpler.
+    # Scratch is the last resort: the learngene individual within 1.5 SE of it (1 SE = 0.25) is simpler.
     tie = {"learngene": [1, 1, 1, 0], "scratch": [1, 1, 1, 1]}
     assert pick_init({"learngene": 0.75, "scratch": 1.0}, tie, 1.5) == "learngene"
 
