@@ -1,7 +1,7 @@
 """How `init="auto"` should decide at several shots, chosen on BASE data: each rule replayed on the same tasks.
 
-    python -m bench.auto_rule                # glyph base pool + both card families, 5 shots (about an hour, 2 cores)
-    python -m bench.auto_rule --quick        # small collectives, 2 tasks per cell (a smoke run, not a choice)
+    python -m bench.auto_rule            # glyph base pool + both card families, 5 shots (40 min, 2 idle cores: A1)
+    python -m bench.auto_rule --quick    # small collectives, 2 tasks per cell (a smoke run, not a choice)
 
 With two or more shots per class, `init="auto"` cross-validates the learngene individual, scratch and the instant
 model over the support (`learngene.individual.cross_validate`) and `pick_init` reads the per-image outcomes. Here,
