@@ -142,7 +142,8 @@ def table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--tasks", type=int, help="tasks per cell (glyph) or per collective seed (cards); default 10, quick 2")
+    p.add_argument("--tasks", type=int,
+                   help="tasks per cell (glyph) or per collective seed (cards); default 10, quick 2")
     p.add_argument("--seeds", type=int, help="card collectives per family (default 2, quick 1)")
     p.add_argument("--sources", default="glyph,cards", help="glyph, cards or both")
     p.add_argument("--glyphs", default="var/data/glyphs.npz")
