@@ -32,7 +32,9 @@ VARIANTS = {
     "stop after 3 passes without gain (before R4)": ({"patience": 3}, None),
     "whole schedule, best pass kept (default)": ({}, None),
     "whole schedule, last pass kept": ({}, 20),
+    "top-down growth": ({"growth_order": "top-down"}, None),
 }
+R4 = list(VARIANTS)[:3]  # what run R4 compared (the default of --variants)
 FAMILIES = {"cards-rgb32": lambda: load_cards(32), "cards-gray28": lambda: load_cards(28).grayscale()}
 
 
@@ -88,18 +90,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seeds", type=int, help="collective seeds (default 3, quick 1)")
     p.add_argument("--episodes", type=int, help="episodes per setting (default 20, quick 3)")
+    p.add_argument("--variants", default=";".join(R4),
+                   help="';'-separated variant names (the first is the paired reference); default: run R4's")
     p.add_argument("--out", default="var/bench/cards-collective/cards-collective.json")
     args = p.parse_args(argv)
+    names = args.variants.split(";")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     seeds = args.seeds or (1 if args.quick else 3)
     n_episodes = args.episodes or (3 if args.quick else 20)
     t0 = time.perf_counter()
     results = {"run": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "commit": git_commit(), "seeds": seeds, "episodes": n_episodes, "quick": args.quick,
                        "torch_threads": torch.get_num_threads()},
-               "families": list(FAMILIES), "variants": {name: {} for name in VARIANTS}}
+               "families": list(FAMILIES), "variants": {name: {} for name in names}}
     for fam_name, load in FAMILIES.items():
         fam = make_family(fam_name, load(), 0)
-        for name, (options, fixed) in VARIANTS.items():
+        for name in names:
+            options, fixed = VARIANTS[name]
             runs = [score_variant(fam, options, fixed, seed, n_episodes) for seed in range(seeds)]
             results["variants"][name][fam_name] = runs
             print(f"{fam_name} {name}: passes {[r['passes'] for r in runs]}, "
