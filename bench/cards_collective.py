@@ -20,8 +20,9 @@ import time
 import torch
 
 from bench import git_commit, paired_text, write_report
-from bench.domains import episode_tensors, episodes, make_family
+from bench.domains import concat, episode_tensors, episodes, joint_net, make_family
 from learngene import Collective, Learngene, TrainOptions
+from learngene.baselines import prototype_accuracy
 from learngene.datasets import load_cards
 from learngene.individual import make_net
 from learngene.protocol import mean_ci, paired
@@ -33,24 +34,38 @@ VARIANTS = {
     "whole schedule, best pass kept (default)": ({}, None),
     "whole schedule, last pass kept": ({}, 20),
     "top-down growth": ({"growth_order": "top-down"}, None),
+    # Not a collective: bench.domains' joint anchor (the `small` preset at its final widths, every image of
+    # task files 1-3 at once) with the recipe run F6 chose on held-out decks of those files; prototypes on
+    # its pooled conv features are what the instant model computes on a collective's trunk.
+    "joint net (F6's anchor recipe)": (None, None),
 }
+JOINT_RECIPES = {"cards-rgb32": {"lr": 1e-3, "steps": 300, "stop": 200},
+                 "cards-gray28": {"lr": 3e-3, "steps": 300, "stop": 200}}
 R4 = list(VARIANTS)[:3]  # what run R4 compared (the default of --variants)
 FAMILIES = {"cards-rgb32": lambda: load_cards(32), "cards-gray28": lambda: load_cards(28).grayscale()}
 
 
-def score_variant(fam, options: dict, fixed: int | None, seed: int, n_episodes: int) -> dict:
-    """Grow on task files 1-3; the instant model's accuracy on task 4's 5-way episodes, per setting."""
-    c = Collective.create(fam.spec, preset="small", seed=seed, **options)
-    t0 = time.perf_counter()
-    grown = [c.learn_task(ds, epochs=fixed, name=f"task-{i + 1}") for i, ds in enumerate(fam.tasks[:3])]
-    whole, held = Learngene.whole(c), fam.tasks[3]
-    out = {"grow_seconds": time.perf_counter() - t0, "passes": [r["epochs"] for r in grown],
-           "accuracy_matrix": c.accuracy_matrix, "settings": {}}
+def score_variant(fam, options: dict | None, fixed: int | None, seed: int, n_episodes: int) -> dict:
+    """Grow on task files 1-3 (or train the joint net: `options` None); the instant model's (the joint net's
+    prototypes') accuracy on task 4's 5-way episodes, per setting."""
+    t0, held = time.perf_counter(), fam.tasks[3]
+    if options is None:
+        joint = joint_net(fam.spec, concat(fam.tasks[:3]), JOINT_RECIPES[fam.name], seed)
+        out = {"grow_seconds": time.perf_counter() - t0, "passes": [], "settings": {}}
+    else:
+        c = Collective.create(fam.spec, preset="small", seed=seed, **options)
+        grown = [c.learn_task(ds, epochs=fixed, name=f"task-{i + 1}") for i, ds in enumerate(fam.tasks[:3])]
+        whole = Learngene.whole(c)
+        out = {"grow_seconds": time.perf_counter() - t0, "passes": [r["epochs"] for r in grown],
+               "accuracy_matrix": c.accuracy_matrix, "settings": {}}
     for shots in (1, 5):
         accs = []
         for e, (s_idx, q_idx, chosen) in enumerate(episodes(held.y, list(range(held.num_classes)), 5, shots,
                                                             n_episodes, 7)):
-            sx, sy, qx, qy = episode_tensors(held, c.spec, s_idx, q_idx, chosen)
+            sx, sy, qx, qy = episode_tensors(held, fam.spec, s_idx, q_idx, chosen)
+            if options is None:
+                accs.append(prototype_accuracy(joint, sx, sy, qx, qy))
+                continue
             net, _, _ = make_net("instant", whole, whole, sx, sy, 5, TrainOptions(init="instant", seed=e))
             accs.append(accuracy(logits_of(net, qx, c.device), qy))
         out["settings"][f"5-way {shots}-shot"] = accs
@@ -79,9 +94,10 @@ def table(results: dict) -> str:
              "|---|---|---|---|---|---|"]
     for r in results["rows"]:
         passes = [p for run in results["variants"][r["variant"]][r["family"]] for p in run["passes"]]
+        span = f"{min(passes)}–{max(passes)}" if passes else "–"
         lines.append(f"| {r['family']} | {r['setting']} | {r['variant']} | {r['accuracy_mean']:.3f} "
                      f"±{r['accuracy_ci95']:.3f} | {paired_text(r['paired_vs_reference'])} | "
-                     f"{min(passes)}–{max(passes)} |")
+                     f"{span} |")
     return "\n".join(lines)
 
 
