@@ -8,7 +8,8 @@ defaults, `CollectiveOptions` overridden by the variant) learns task files 1-3 o
 (its whole trunk, a cosine prototype head, no training) is scored on 5-way episodes drawn from task 4's 8
 cards: base classes the collective never saw, so nothing here looks at the target ranks. Every variant sees
 the same task files, seeds and episodes, so differences are paired (per seed, family, setting and episode)
-against the first variant. Run R4 (docs/benchmark-domains.md) chose the collective's stopping rule with it.
+against the first variant. Run R4 (docs/benchmark-domains.md) chose the collective's stopping rule with it;
+runs C1 and C2 compared top-down growth and the joint anchor (`--variants "a;b"`).
 Prints a table and writes var/bench/cards-collective/cards-collective.json.
 """
 from __future__ import annotations
