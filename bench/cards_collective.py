@@ -53,23 +53,24 @@ def score_variant(fam, options: dict | None, fixed: int | None, seed: int, n_epi
     if options is None:
         joint = joint_net(fam.spec, concat(fam.tasks[:3]), JOINT_RECIPES[fam.name], seed)
         out = {"grow_seconds": time.perf_counter() - t0, "passes": [], "settings": {}}
+
+        def score(sx, sy, qx, qy, e):  # noqa: ARG001 - prototypes need no seed
+            return prototype_accuracy(joint, sx, sy, qx, qy)
     else:
         c = Collective.create(fam.spec, preset="small", seed=seed, **options)
         grown = [c.learn_task(ds, epochs=fixed, name=f"task-{i + 1}") for i, ds in enumerate(fam.tasks[:3])]
         whole = Learngene.whole(c)
         out = {"grow_seconds": time.perf_counter() - t0, "passes": [r["epochs"] for r in grown],
                "accuracy_matrix": c.accuracy_matrix, "settings": {}}
-    for shots in (1, 5):
-        accs = []
-        for e, (s_idx, q_idx, chosen) in enumerate(episodes(held.y, list(range(held.num_classes)), 5, shots,
-                                                            n_episodes, 7)):
-            sx, sy, qx, qy = episode_tensors(held, fam.spec, s_idx, q_idx, chosen)
-            if options is None:
-                accs.append(prototype_accuracy(joint, sx, sy, qx, qy))
-                continue
+
+        def score(sx, sy, qx, qy, e):  # what init=instant serves
             net, _, _ = make_net("instant", whole, whole, sx, sy, 5, TrainOptions(init="instant", seed=e))
-            accs.append(accuracy(logits_of(net, qx, c.device), qy))
-        out["settings"][f"5-way {shots}-shot"] = accs
+            return accuracy(logits_of(net, qx, c.device), qy)
+    for shots in (1, 5):
+        out["settings"][f"5-way {shots}-shot"] = [
+            score(*episode_tensors(held, fam.spec, s_idx, q_idx, chosen), e)
+            for e, (s_idx, q_idx, chosen) in enumerate(episodes(held.y, list(range(held.num_classes)), 5, shots,
+                                                                n_episodes, 7))]
     return out
 
 
