@@ -1,7 +1,8 @@
 """How `init="auto"` should decide at several shots, chosen on BASE data: each rule replayed on the same tasks.
 
-    python -m bench.auto_rule            # glyph base pool + both card families, 5 shots (40 min, 2 idle cores: A1)
+    python -m bench.auto_rule            # both glyph pools + both card families, 5 shots
     python -m bench.auto_rule --quick    # small collectives, 2 tasks per cell (a smoke run, not a choice)
+    python -m bench.auto_rule --sources novel --replay docs/runs/a1/auto-rule.json   # run A2 (see below)
 
 With two or more shots per class, `init="auto"` cross-validates the learngene individual, scratch and the instant
 model over the support (`learngene.individual.cross_validate`) and `pick_init` reads the per-image outcomes. Here,
@@ -10,14 +11,21 @@ task's query, so any decision rule can be replayed on them: every rule sees the 
 one cross-validation. Nothing looks at a target episode:
 - `glyph`: the unseen pool of bench/recipe.py (within-script episodes from base-script classes no task of the
   stream used) on its 5 × 60 collective (cached in the output folder) and validated learngene;
+- `novel`: the same, but the collective learns base scripts only and the episodes come from the open-world scripts
+  it never saw (kana, Hebrew, Georgian, Hangul jamo): as far from the collective as the targets' novel scripts are,
+  which the within-script pool is not (run B7: there instant ties the learngene individual, on the targets it
+  trails it by 6 points at 20-way 5-shot);
 - `cards-rgb32`, `cards-gray28`: as in bench/cards_collective.py, a collective learns task files 1-3 of the
   family; episodes come from task 4's 8 base cards, which it never saw.
+`--replay` adds the cells of an earlier run's JSON (its records do not depend on the rule), so run A2 computed only
+the novel-script cells and replayed A1's glyph and card cells beside them.
 Prints a table and writes var/bench/auto-rule/auto-rule.json (every task's outcomes and accuracies).
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,9 +35,9 @@ import torch
 
 from bench import git_commit, paired_text, write_report
 from bench.domains import episode_tensors, episodes, make_family
-from bench.recipe import collective_for, unseen_tasks
+from bench.recipe import collective_for, script_tasks, unseen_tasks
 from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions
-from learngene.datasets import load_cards, load_glyphs
+from learngene.datasets import OPEN_WORLD_SCRIPTS, load_cards, load_glyphs
 from learngene.device import select_device
 from learngene.individual import SIMPLEST_FIRST, cross_validate, make_net, pick_init
 from learngene.protocol import mean_ci, paired
@@ -40,11 +48,14 @@ INITS = ("learngene", "scratch", "instant")
 RULES = {
     "best score (before A1)": lambda out: pick_init(scores_of(out)),
     "simplest within 0.5 SE": lambda out: pick_init(scores_of(out), out, 0.5),
-    "simplest within 1 SE": lambda out: pick_init(scores_of(out), out, 1.0),
-    "simplest within 2 SE (default since A1)": lambda out: pick_init(scores_of(out), out, 2.0),
+    "simplest within 1 SE (default since A2)": lambda out: pick_init(scores_of(out), out, 1.0),
+    "simplest within 2 SE (A1's default)": lambda out: pick_init(scores_of(out), out, 2.0),
+    "learngene first within 1 SE": lambda out: pick_init(scores_of(out), out, 1.0, LEARNGENE_FIRST),
+    "learngene first within 2 SE": lambda out: pick_init(scores_of(out), out, 2.0, LEARNGENE_FIRST),
     "always instant": lambda out: "instant",
     "always learngene": lambda out: "learngene",
 }
+LEARNGENE_FIRST = ("learngene", "instant", "scratch")  # the small trained model unless another is clearly better
 CARDS = {"cards-rgb32": lambda: load_cards(32), "cards-gray28": lambda: load_cards(28).grayscale()}
 
 
@@ -79,6 +90,27 @@ def glyph_cells(args, device) -> dict[str, list[dict]]:
         cells[f"glyph {ways}-way 5-shot"] = [record(gene, whole, sx, sy, qx, qy, w, i, device)
                                             for i, (sx, sy, qx, qy, w) in enumerate(tasks)]
         print_cell(f"glyph {ways}-way 5-shot", cells[f"glyph {ways}-way 5-shot"])
+    return cells
+
+
+def novel_script_cells(args, device) -> dict[str, list[dict]]:
+    """Like `glyph_cells`, but the collective learns base scripts only and the episodes come from scripts it never
+    saw (the open-world scripts: kana, Hebrew, Georgian, Hangul jamo), as the targets' novel scripts are."""
+    glyphs = load_glyphs(cache_path=args.glyphs)
+    rargs = SimpleNamespace(out=str(Path(args.out_dir) / "novel-scripts"), seed=0, tasks=3 if args.quick else 5,
+                            base_per_task=20 if args.quick else 60, collective_options={}, open_world=False,
+                            collective_max_epochs=3 if args.quick else CollectiveOptions().epochs)
+    Path(rargs.out).mkdir(parents=True, exist_ok=True)
+    c, _ = collective_for(glyphs, rargs)
+    whole, gene = Learngene.whole(c), Learngene.extract(c, "validated", validation=ValidationOptions())
+    print(f"base-script collective: {c.parameters:,} parameters, learngene {gene.layers}", flush=True)
+    by_script = {s: glyphs.classes_of([s]) for s in OPEN_WORLD_SCRIPTS if glyphs.classes_of([s])}
+    cells = {}
+    for ways in (20, 5):
+        cell = f"glyph novel-script {ways}-way 5-shot"
+        tasks = script_tasks(glyphs, c, by_script, ways, 5, args.tasks, 2000 + ways)
+        cells[cell] = [record(gene, whole, sx, sy, qx, qy, w, i, device) for i, (sx, sy, qx, qy, w) in enumerate(tasks)]
+        print_cell(cell, cells[cell])
     return cells
 
 
@@ -145,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tasks", type=int,
                    help="tasks per cell (glyph) or per collective seed (cards); default 10, quick 2")
     p.add_argument("--seeds", type=int, help="card collectives per family (default 3, as run A1; quick 1)")
-    p.add_argument("--sources", default="glyph,cards", help="glyph, cards or both")
+    p.add_argument("--sources", default="glyph,novel,cards", help="any of glyph, novel (novel-script glyphs), cards")
+    p.add_argument("--replay", metavar="JSON", help="also replay the rules on the cells recorded in an earlier run's "
+                   "JSON (cell names get its run's commit)")
     p.add_argument("--glyphs", default="var/data/glyphs.npz")
     p.add_argument("--out", default="var/bench/auto-rule/auto-rule.json")
     args = p.parse_args(argv)
@@ -161,8 +195,15 @@ def main(argv: list[str] | None = None) -> dict:
     sources = args.sources.split(",")
     if "glyph" in sources:
         results["cells"].update(glyph_cells(args, device))
+    if "novel" in sources:
+        results["cells"].update(novel_script_cells(args, device))
     if "cards" in sources:
         results["cells"].update(card_cells(args, device))
+    if args.replay:
+        earlier = json.loads(Path(args.replay).read_text())
+        results["run"]["replayed"] = {"path": args.replay, **earlier["run"]}
+        results["cells"].update({f"{cell} ({earlier['run']['commit'][:7]})": tasks
+                                 for cell, tasks in earlier["cells"].items()})
     results["rows"] = replay(results["cells"])
     results["seconds_total"] = time.perf_counter() - t0
     write_report(results, args.out, table)

@@ -43,14 +43,16 @@ AUTO = "auto (service default)"  # what POST /individuals returns with no init f
 NO_DISTILL = "learngene (no distillation)"  # the default learngene individual without its distillation term
 
 
-def task_stream(glyphs, n_tasks: int, base_per_task: int | None, seed: int) -> list[list[int]]:
-    """Class ids per task: base classes spread over all tasks, one open-world script per later task."""
+def task_stream(glyphs, n_tasks: int, base_per_task: int | None, seed: int,
+                open_world: bool = True) -> list[list[int]]:
+    """Class ids per task: base classes spread over all tasks, one open-world script per later task (unless
+    `open_world` is False: then the open-world scripts stay unseen, bench/auto_rule.py's novel-script pool)."""
     rng = np.random.default_rng(seed)
     base = rng.permutation(glyphs.classes_of(BASE_SCRIPTS))
     if base_per_task:
         base = base[: base_per_task * n_tasks]
     chunks = [list(c) for c in np.array_split(base, n_tasks)]
-    open_scripts = [s for s in OPEN_WORLD_SCRIPTS if glyphs.classes_of([s])]
+    open_scripts = [s for s in OPEN_WORLD_SCRIPTS if glyphs.classes_of([s])] if open_world else []
     first_open = max(1, n_tasks - len(open_scripts))
     for t, script in zip(range(first_open, n_tasks), open_scripts):
         classes = glyphs.classes_of([script])
@@ -64,7 +66,8 @@ def grow(glyphs, args) -> tuple[Collective, list[dict], dict]:
     c = Collective.create(spec, preset=options.pop("preset", "small"), seed=args.seed,
                           epochs=args.collective_max_epochs, **options)
     reports, seen = [], {"x": [], "names": [], "samples": 0}
-    for t, classes in enumerate(task_stream(glyphs, args.tasks, args.base_per_task, args.seed)):
+    stream = task_stream(glyphs, args.tasks, args.base_per_task, args.seed, getattr(args, "open_world", True))
+    for t, classes in enumerate(stream):
         ds = glyphs.to_task_dataset(classes)
         scripts = sorted({glyphs.class_script[i] for i in classes} & set(OPEN_WORLD_SCRIPTS))
         auroc_by_score = {}

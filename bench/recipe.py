@@ -73,8 +73,16 @@ def collective_for(glyphs, args) -> tuple[Collective, dict]:
 
 def unseen_tasks(glyphs, c: Collective, args, ways: int, shots: int, count: int, seed: int) -> list:
     """Within-script episodes from base-script classes no task of the stream used (the targets' protocol)."""
-    used = {int(k) for chunk in task_stream(glyphs, args.tasks, args.base_per_task, args.seed) for k in chunk}
+    stream = task_stream(glyphs, args.tasks, args.base_per_task, args.seed, getattr(args, "open_world", True))
+    used = {int(k) for chunk in stream for k in chunk}
     by_script = {s: [k for k in glyphs.classes_of([s]) if k not in used] for s in BASE_SCRIPTS}
+    return script_tasks(glyphs, c, by_script, ways, shots, count, seed)
+
+
+def script_tasks(glyphs, c: Collective, by_script: dict[str, list[int]], ways: int, shots: int, count: int,
+                 seed: int) -> list:
+    """`count` within-script episodes, taking turns over the scripts with at least `ways` classes in `by_script`:
+    (support x, support y, query x, query y, ways) each, labels remapped to 0..ways-1."""
     scripts = sorted(s for s, ks in by_script.items() if len(ks) >= ways)
     tasks = []
     for i in range(count):

@@ -185,6 +185,11 @@ def test_the_one_se_rule_takes_the_simplest_init_the_evidence_cannot_separate_fr
     # Scratch is the last resort: the learngene individual within 1.5 SE of it (1 SE = 0.25) is simpler.
     tie = {"learngene": [1, 1, 1, 0], "scratch": [1, 1, 1, 1]}
     assert pick_init({"learngene": 0.75, "scratch": 1.0}, tie, 1.5) == "learngene"
+    # Another preference order: instant ahead by 1 of 8 images, the learngene individual kept within 1.5 SE.
+    swapped = {"learngene": out["instant"], "instant": out["learngene"]}
+    swapped_scores = {i: sum(v) / len(v) for i, v in swapped.items()}
+    assert pick_init(swapped_scores, swapped, 1.5) == "instant"
+    assert pick_init(swapped_scores, swapped, 1.5, ("learngene", "instant", "scratch")) == "learngene"
 
 
 def _converted(ds, learngene):
