@@ -44,6 +44,7 @@ from learngene.protocol import mean_ci, paired
 from learngene.training import accuracy, logits_of
 
 INITS = ("learngene", "scratch", "instant")
+LEARNGENE_FIRST = ("learngene", "instant", "scratch")  # the small trained model unless another is clearly better
 # name → rule(outcomes per init) → init. The first is today's rule, the paired reference.
 RULES = {
     "best score (before A1)": lambda out: pick_init(scores_of(out)),
@@ -55,7 +56,6 @@ RULES = {
     "always instant": lambda out: "instant",
     "always learngene": lambda out: "learngene",
 }
-LEARNGENE_FIRST = ("learngene", "instant", "scratch")  # the small trained model unless another is clearly better
 CARDS = {"cards-rgb32": lambda: load_cards(32), "cards-gray28": lambda: load_cards(28).grayscale()}
 
 
@@ -76,39 +76,26 @@ def record(gene: Learngene, whole: Learngene, sx, sy, qx, qy, ways: int, seed: i
     return {"outcomes": outcomes, "accuracy": acc, "cv_seconds": cv_seconds}
 
 
-def glyph_cells(args, device) -> dict[str, list[dict]]:
+def glyph_cells(args, device, novel: bool = False) -> dict[str, list[dict]]:
+    """Glyph cells on a 5 × 60 collective (cached in the output folder): by default within-script episodes from
+    base-script classes no task used; with `novel`, the collective learns base scripts only and the episodes come
+    from the open-world scripts it never saw (kana, Hebrew, Georgian, Hangul jamo), as the targets' scripts are."""
     glyphs = load_glyphs(cache_path=args.glyphs)
-    rargs = SimpleNamespace(out=args.out_dir, seed=0, tasks=3 if args.quick else 5,
-                            base_per_task=20 if args.quick else 60, collective_options={},
+    out = Path(args.out_dir) / "novel-scripts" if novel else Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rargs = SimpleNamespace(out=str(out), seed=0, tasks=3 if args.quick else 5,
+                            base_per_task=20 if args.quick else 60, collective_options={}, open_world=not novel,
                             collective_max_epochs=3 if args.quick else CollectiveOptions().epochs)
     c, _ = collective_for(glyphs, rargs)
     whole, gene = Learngene.whole(c), Learngene.extract(c, "validated", validation=ValidationOptions())
-    print(f"glyph collective: {c.parameters:,} parameters, learngene {gene.layers}", flush=True)
+    print(f"{'base-script' if novel else 'glyph'} collective: {c.parameters:,} parameters, learngene {gene.layers}",
+          flush=True)
+    open_world = {s: ks for s in OPEN_WORLD_SCRIPTS if (ks := glyphs.classes_of([s]))}
     cells = {}
     for ways in (20, 5):
-        tasks = unseen_tasks(glyphs, c, rargs, ways, 5, args.tasks, 1000 + ways)
-        cells[f"glyph {ways}-way 5-shot"] = [record(gene, whole, sx, sy, qx, qy, w, i, device)
-                                            for i, (sx, sy, qx, qy, w) in enumerate(tasks)]
-        print_cell(f"glyph {ways}-way 5-shot", cells[f"glyph {ways}-way 5-shot"])
-    return cells
-
-
-def novel_script_cells(args, device) -> dict[str, list[dict]]:
-    """Like `glyph_cells`, but the collective learns base scripts only and the episodes come from scripts it never
-    saw (the open-world scripts: kana, Hebrew, Georgian, Hangul jamo), as the targets' novel scripts are."""
-    glyphs = load_glyphs(cache_path=args.glyphs)
-    rargs = SimpleNamespace(out=str(Path(args.out_dir) / "novel-scripts"), seed=0, tasks=3 if args.quick else 5,
-                            base_per_task=20 if args.quick else 60, collective_options={}, open_world=False,
-                            collective_max_epochs=3 if args.quick else CollectiveOptions().epochs)
-    Path(rargs.out).mkdir(parents=True, exist_ok=True)
-    c, _ = collective_for(glyphs, rargs)
-    whole, gene = Learngene.whole(c), Learngene.extract(c, "validated", validation=ValidationOptions())
-    print(f"base-script collective: {c.parameters:,} parameters, learngene {gene.layers}", flush=True)
-    by_script = {s: glyphs.classes_of([s]) for s in OPEN_WORLD_SCRIPTS if glyphs.classes_of([s])}
-    cells = {}
-    for ways in (20, 5):
-        cell = f"glyph novel-script {ways}-way 5-shot"
-        tasks = script_tasks(glyphs, c, by_script, ways, 5, args.tasks, 2000 + ways)
+        cell = f"glyph {'novel-script ' if novel else ''}{ways}-way 5-shot"
+        tasks = (script_tasks(glyphs, c, open_world, ways, 5, args.tasks, 2000 + ways) if novel
+                 else unseen_tasks(glyphs, c, rargs, ways, 5, args.tasks, 1000 + ways))
         cells[cell] = [record(gene, whole, sx, sy, qx, qy, w, i, device) for i, (sx, sy, qx, qy, w) in enumerate(tasks)]
         print_cell(cell, cells[cell])
     return cells
@@ -196,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "glyph" in sources:
         results["cells"].update(glyph_cells(args, device))
     if "novel" in sources:
-        results["cells"].update(novel_script_cells(args, device))
+        results["cells"].update(glyph_cells(args, device, novel=True))
     if "cards" in sources:
         results["cells"].update(card_cells(args, device))
     if args.replay:

@@ -60,14 +60,18 @@ def task_stream(glyphs, n_tasks: int, base_per_task: int | None, seed: int,
     return chunks
 
 
+def stream_of(glyphs, args) -> list[list[int]]:
+    """`task_stream` with a run's settings (args.tasks, base_per_task, seed; open_world if set)."""
+    return task_stream(glyphs, args.tasks, args.base_per_task, args.seed, getattr(args, "open_world", True))
+
+
 def grow(glyphs, args) -> tuple[Collective, list[dict], dict]:
     spec = InputSpec(channels=1, size=32)
     options = dict(getattr(args, "collective_options", {}))
     c = Collective.create(spec, preset=options.pop("preset", "small"), seed=args.seed,
                           epochs=args.collective_max_epochs, **options)
     reports, seen = [], {"x": [], "names": [], "samples": 0}
-    stream = task_stream(glyphs, args.tasks, args.base_per_task, args.seed, getattr(args, "open_world", True))
-    for t, classes in enumerate(stream):
+    for t, classes in enumerate(stream_of(glyphs, args)):
         ds = glyphs.to_task_dataset(classes)
         scripts = sorted({glyphs.class_script[i] for i in classes} & set(OPEN_WORLD_SCRIPTS))
         auroc_by_score = {}

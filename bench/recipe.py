@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bench import git_commit, paired_text
-from bench.fewshot import grow, task_stream
+from bench.fewshot import grow, stream_of
 from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions, to_input
 from learngene.datasets import BASE_SCRIPTS, load_glyphs
 from learngene.device import select_device
@@ -73,8 +73,7 @@ def collective_for(glyphs, args) -> tuple[Collective, dict]:
 
 def unseen_tasks(glyphs, c: Collective, args, ways: int, shots: int, count: int, seed: int) -> list:
     """Within-script episodes from base-script classes no task of the stream used (the targets' protocol)."""
-    stream = task_stream(glyphs, args.tasks, args.base_per_task, args.seed, getattr(args, "open_world", True))
-    used = {int(k) for chunk in stream for k in chunk}
+    used = {int(k) for chunk in stream_of(glyphs, args) for k in chunk}
     by_script = {s: [k for k in glyphs.classes_of([s]) if k not in used] for s in BASE_SCRIPTS}
     return script_tasks(glyphs, c, by_script, ways, shots, count, seed)
 
