@@ -52,6 +52,7 @@ from learngene.training import accuracy, logits_of, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = [(5, 5), (5, 1)]  # (ways, shots)
+CARD_FAMILIES = {"cards-rgb32": lambda: load_cards(32), "cards-gray28": lambda: load_cards(28).grayscale()}
 SERVICE_INITS = {"service default": None, "service scratch": "scratch", "service learngene": "learngene",
                  "service instant": "instant"}
 ANCHORS = ("joint: prototypes", "joint: linear probe", "joint: fine-tune", "tuned scratch")
@@ -452,14 +453,13 @@ def main(argv: list[str] | None = None) -> dict:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:6.0f}s] {msg}", flush=True)
 
-    makers = {"cards-rgb32": lambda: load_cards(32), "cards-gray28": lambda: load_cards(28).grayscale()}
     report = {"mode": args.mode, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "git_commit": git_commit(), "seed": args.seed, "torch_threads": torch.get_num_threads(),
               "episodes": args.episodes, "validation_episodes": args.val_episodes, "grids": args.grids,
               "families": []}
     for name in args.families.split(","):
         log(f"{name}: start")
-        fam = make_family(name, makers[name](), args.seed)
+        fam = make_family(name, CARD_FAMILIES[name](), args.seed)
         report["families"].append(run_family(fam, args, log))
     report["seconds_total"] = time.perf_counter() - t_start
     (out / "domains.json").write_text(json.dumps(report, indent=2))

@@ -6,11 +6,17 @@
 The glyph benchmark's target episodes come from novel scripts and must not choose defaults. This benchmark
 grows a collective with the service's defaults on base scripts, takes its validated learngene, and scores
 each recipe variant on base-data tasks the collective never trained on, with the same tasks and seeds for
-every variant, so the differences are paired. Two pools (`--pools`):
+every variant, so the differences are paired. Three pools (`--pools`):
 - `held-back`: pseudo tasks from the classes the collective held back (what the service's selection uses);
   mostly mixed-script, so near saturation at 5 shots.
 - `unseen`: within-script episodes, the targets' protocol (query = the other fonts), from base-script classes
   that no task of the stream used: harder, closer to the targets, and still base data.
+- `novel`: within-script episodes from the open-world scripts (kana, Hebrew, Georgian, Hangul jamo), which the
+  collective then never sees (its stream holds base scripts only, as bench/auto_rule.py's `novel` source): as
+  far from the collective as the targets' novel scripts are.
+With `--family cards-rgb32` (or `cards-gray28`) the collective instead learns task files 1-3 of that card family
+(bench.domains, seeded by `--seed`) and the pool is 5-way episodes from task 4's 8 cards, which it never saw
+(bench/auto_rule.py's card cells); `--pools` is then ignored.
 The collective is cached in the output folder (`collective.safetensors`), so a second run compares new
 variants on the same one. Prints a table and writes var/bench/recipe/recipe.json.
 """
@@ -26,9 +32,10 @@ import numpy as np
 import torch
 
 from bench import git_commit, paired_text
+from bench.domains import CARD_FAMILIES, episode_tensors, episodes, make_family
 from bench.fewshot import grow, stream_of
 from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions, to_input
-from learngene.datasets import BASE_SCRIPTS, load_glyphs
+from learngene.datasets import BASE_SCRIPTS, OPEN_WORLD_SCRIPTS, load_glyphs
 from learngene.device import select_device
 from learngene.individual import make_net
 from learngene.protocol import mean_ci, paired, sample_episode
@@ -61,12 +68,17 @@ VARIANTS = {
 }
 
 
-def collective_for(glyphs, args) -> tuple[Collective, dict]:
+def collective_for(glyphs, args, family=None) -> tuple[Collective, dict]:
+    """The glyph stream's collective, or with a card `family` one that learned its task files 1-3; cached."""
     path = Path(args.out) / "collective.safetensors"
     if path.exists():
         return Collective.from_bytes(path.read_bytes()), {"cached": str(path)}
     t0 = time.perf_counter()
-    c, reports, _ = grow(glyphs, args)
+    if family is None:
+        c, reports, _ = grow(glyphs, args)
+    else:
+        c = Collective.create(family.spec, preset="small", seed=args.seed)
+        reports = [c.learn_task(ds, name=f"task-{i + 1}")["accuracy"] for i, ds in enumerate(family.tasks[:3])]
     path.write_bytes(c.to_bytes())
     return c, {"grown_seconds": time.perf_counter() - t0, "tasks": reports}
 
@@ -75,6 +87,19 @@ def unseen_tasks(glyphs, c: Collective, args, ways: int, shots: int, count: int,
     """Within-script episodes from base-script classes no task of the stream used (the targets' protocol)."""
     used = {int(k) for chunk in stream_of(glyphs, args) for k in chunk}
     by_script = {s: [k for k in glyphs.classes_of([s]) if k not in used] for s in BASE_SCRIPTS}
+    return script_tasks(glyphs, c, by_script, ways, shots, count, seed)
+
+
+def card_tasks(family, c: Collective, ways: int, shots: int, count: int, seed: int) -> list:
+    """Episodes from the family's task file 4, which the collective never saw."""
+    held = family.tasks[3]
+    return [(*episode_tensors(held, c.spec, s_idx, q_idx, chosen), ways)
+            for s_idx, q_idx, chosen in episodes(held.y, list(range(held.num_classes)), ways, shots, count, seed)]
+
+
+def novel_tasks(glyphs, c: Collective, ways: int, shots: int, count: int, seed: int) -> list:
+    """Within-script episodes from the open-world scripts (for a collective grown with `open_world=False`)."""
+    by_script = {s: ks for s in OPEN_WORLD_SCRIPTS if (ks := glyphs.classes_of([s]))}
     return script_tasks(glyphs, c, by_script, ways, shots, count, seed)
 
 
@@ -116,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--settings", default="20x1,20x5,5x5", help="ways x shots of the pseudo tasks")
     p.add_argument("--pools", default="held-back,unseen", help="where tasks come from (module docstring)")
     p.add_argument("--variants", help="';'-separated subset of the variants (their names hold commas; default: all)")
+    p.add_argument("--family", default="glyphs", choices=("glyphs", *CARD_FAMILIES),
+                   help="the glyph stream, or a card family (module docstring)")
     p.add_argument("--glyphs", default="var/data/glyphs.npz")
     p.add_argument("--collective", action="append", default=[], metavar="OPTION=VALUE",
                    help="a CollectiveOptions field for the grown collective (repeatable; JSON values)")
@@ -126,14 +153,18 @@ def main(argv: list[str] | None = None) -> dict:
     for k, v in defaults.items():
         setattr(args, k, getattr(args, k) or v)
     args.collective_max_epochs = args.collective_options.pop("epochs", 3 if args.quick else CollectiveOptions().epochs)
+    args.open_world = "novel" not in args.pools.split(",")  # the novel pool needs scripts the collective never saw
     names = [n.strip() for n in args.variants.split(";")] if args.variants else list(VARIANTS)
     if unknown := [n for n in names if n not in VARIANTS]:
         p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start, commit, device = time.perf_counter(), git_commit(), select_device()
-    glyphs = load_glyphs(cache_path=args.glyphs)
-    c, grown = collective_for(glyphs, args)
+    family = None if args.family == "glyphs" else make_family(args.family, CARD_FAMILIES[args.family](), 0)
+    if family is not None:
+        args.pools = args.family
+    glyphs = load_glyphs(cache_path=args.glyphs) if family is None else None
+    c, grown = collective_for(glyphs, args, family)
     whole = Learngene.whole(c)
     gene = Learngene.extract(c, "validated", validation=ValidationOptions())
     x_all, y_all, pool = pseudo_pool(c)
@@ -143,8 +174,10 @@ def main(argv: list[str] | None = None) -> dict:
     for pool_name, setting in [(q, s) for q in args.pools.split(",") for s in args.settings.split(",")]:
         ways, shots = (int(v) for v in setting.split("x"))
         seed = args.seed + 100 * shots + ways
-        tasks = pseudo_tasks(x_all, y_all, ways, shots, args.pseudo_tasks, seed) if pool_name == "held-back" \
-            else unseen_tasks(glyphs, c, args, ways, shots, args.pseudo_tasks, seed)
+        tasks = (card_tasks(family, c, ways, shots, args.pseudo_tasks, seed) if family is not None
+                 else pseudo_tasks(x_all, y_all, ways, shots, args.pseudo_tasks, seed) if pool_name == "held-back"
+                 else novel_tasks(glyphs, c, ways, shots, args.pseudo_tasks, seed) if pool_name == "novel"
+                 else unseen_tasks(glyphs, c, args, ways, shots, args.pseudo_tasks, seed))
         accs = {n: [] for n in names}
         secs = {n: 0.0 for n in names}
         for ti, (sx, sy, qx, qy, w) in enumerate(tasks):
@@ -167,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "paired_vs_reference": paired(accs[n], accs[reference]) if n != reference else None})
     report = {"run": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                       "commit": commit, "tasks": args.tasks, "base_per_task": args.base_per_task,
-                      "pseudo_tasks": args.pseudo_tasks, "quick": args.quick,
+                      "pseudo_tasks": args.pseudo_tasks, "quick": args.quick, "open_world": args.open_world,
+                      "family": args.family, "seed": args.seed,
                       "collective_options": args.collective_options},
               "collective": {"parameters": c.parameters, "held_back_classes": len(c.held_back_classes),
                              "learngene": gene.layers, "pool": pool, **grown},
