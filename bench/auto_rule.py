@@ -4,6 +4,7 @@
     python -m bench.auto_rule --quick    # small collectives, 2 tasks per cell (a smoke run, not a choice)
     python -m bench.auto_rule --sources novel --replay docs/runs/a1/auto-rule.json   # run A2 (see below)
     python -m bench.auto_rule --shots 1 --sources novel,cards   # run A3: the one-shot rule (see below)
+    python -m bench.auto_rule --sources "" --replay docs/runs/a3/auto-rule.json   # today's rules on A3's records
 
 With two or more shots per class, `init="auto"` cross-validates the learngene individual, scratch and the instant
 model over the support (`learngene.individual.cross_validate`) and `pick_init` reads the per-image outcomes. Here,
