@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from bench import git_commit, paired_text, write_report
-from bench.domains import CARD_FAMILIES, episode_tensors, episodes, make_family
+from bench.domains import CARD_FAMILIES, card_collective, card_tasks, make_family
 from bench.recipe import collective_for, novel_tasks, unseen_tasks
 from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions
 from learngene.datasets import load_glyphs
@@ -68,11 +68,11 @@ RULES = {
     "always learngene": lambda t: "learngene",
 }
 ONE_SHOT_RULES = {
-    "evidence, best score (today)": lambda t: pick_init(scores_of(t["evidence"]["10-way"])),
+    "evidence, best score (today)": lambda t: by_evidence(t, 0.0, SIMPLEST_FIRST),
     "evidence, simplest within 1 SE": lambda t: by_evidence(t, 1.0, SIMPLEST_FIRST),
     "evidence, learngene first within 1 SE": lambda t: by_evidence(t, 1.0, LEARNGENE_FIRST),
     "evidence, learngene first within 2 SE": lambda t: by_evidence(t, 2.0, LEARNGENE_FIRST),
-    "20-way evidence, best score": lambda t: pick_init(scores_of(t["evidence"]["20-way"])),
+    "20-way evidence, best score": lambda t: by_evidence(t, 0.0, SIMPLEST_FIRST, "20-way"),
     "20-way evidence, learngene first within 1 SE": lambda t: by_evidence(t, 1.0, LEARNGENE_FIRST, "20-way"),
     "20-way evidence, learngene first within 2 SE": lambda t: by_evidence(t, 2.0, LEARNGENE_FIRST, "20-way"),
     "always instant": lambda t: "instant",
@@ -165,19 +165,15 @@ def card_cells(args, device) -> dict[str, list[dict]]:
     cells = {}
     for name, load in CARD_FAMILIES.items():
         fam = make_family(name, load(), 0)
-        held, runs = fam.tasks[3], []
+        runs = []
         for seed in range(args.seeds):
-            c = Collective.create(fam.spec, preset="small", seed=seed)
-            for i, ds in enumerate(fam.tasks[:3]):
-                c.learn_task(ds, epochs=3 if args.quick else None, name=f"task-{i + 1}")
+            c, _ = card_collective(fam, seed, epochs=3 if args.quick else None)
             whole, gene = Learngene.whole(c), Learngene.extract(c)  # what the service extracts
             print(f"{name} seed {seed}: learngene {gene.layers}", flush=True)
             evidence = one_shot_evidence(c, gene, whole, device)
-            for e, (s_idx, q_idx, chosen) in enumerate(episodes(held.y, list(range(held.num_classes)), 5, args.shots,
-                                                                args.tasks, 7 + seed)):
-                sx, sy, qx, qy = episode_tensors(held, c.spec, s_idx, q_idx, chosen)
+            for e, (sx, sy, qx, qy, w) in enumerate(card_tasks(fam, c.spec, 5, args.shots, args.tasks, 7 + seed)):
                 runs.append({"seed": seed, "learngene": gene.layers,
-                             **record(gene, whole, sx, sy, qx, qy, 5, e, device, evidence)})
+                             **record(gene, whole, sx, sy, qx, qy, w, e, device, evidence)})
         cells[f"{name} 5-way {args.shots}-shot"] = runs
         print_cell(f"{name} 5-way {args.shots}-shot", runs)
     return cells

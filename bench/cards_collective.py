@@ -21,8 +21,8 @@ import time
 import torch
 
 from bench import git_commit, paired_text, write_report
-from bench.domains import concat, episode_tensors, episodes, joint_net, make_family
-from learngene import Collective, Learngene, TrainOptions
+from bench.domains import card_collective, concat, episode_tensors, episodes, joint_net, make_family
+from learngene import Learngene, TrainOptions
 from learngene.baselines import prototype_accuracy
 from learngene.datasets import load_cards
 from learngene.individual import make_net
@@ -57,8 +57,7 @@ def score_variant(fam, options: dict | None, fixed: int | None, seed: int, n_epi
         def score(sx, sy, qx, qy, e):  # noqa: ARG001 - prototypes need no seed
             return prototype_accuracy(joint, sx, sy, qx, qy)
     else:
-        c = Collective.create(fam.spec, preset="small", seed=seed, **options)
-        grown = [c.learn_task(ds, epochs=fixed, name=f"task-{i + 1}") for i, ds in enumerate(fam.tasks[:3])]
+        c, grown = card_collective(fam, seed, fixed, **options)
         whole = Learngene.whole(c)
         out = {"grow_seconds": time.perf_counter() - t0, "passes": [r["epochs"] for r in grown],
                "accuracy_matrix": c.accuracy_matrix, "settings": {}}

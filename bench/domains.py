@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from bench import git_commit
+from learngene import Collective
 from learngene.augment import augment
 from learngene.baselines import linear_probe_accuracy, prototype_accuracy
 from learngene.data import InputSpec, TaskDataset, npz_bytes, to_input
@@ -77,6 +78,20 @@ def make_family(name: str, cards: CardSet, seed: int) -> Family:
     tasks = [ds.subset(cards.samples_of(sorted(chunk.tolist()))) for chunk in np.array_split(base, 4)]
     spec = InputSpec(channels=cards.x.shape[3], size=cards.size)
     return Family(name, cards, spec, tasks, [t.class_names for t in tasks], cards.classes_of(NOVEL_RANKS))
+
+
+def card_collective(fam: Family, seed: int, epochs: int | None = None, **options) -> tuple[Collective, list[dict]]:
+    """A collective (library defaults, `options` overriding) that learned the family's task files 1-3 (task 4 stays
+    unseen for base-data episodes: `card_tasks`); with each task's report."""
+    c = Collective.create(fam.spec, preset="small", seed=seed, **options)
+    return c, [c.learn_task(ds, epochs=epochs, name=f"task-{i + 1}") for i, ds in enumerate(fam.tasks[:3])]
+
+
+def card_tasks(fam: Family, spec: InputSpec, ways: int, shots: int, count: int, seed: int) -> list:
+    """`count` episodes from task file 4, which `card_collective` never saw: (sx, sy, qx, qy, ways) each."""
+    held = fam.tasks[3]
+    return [(*episode_tensors(held, spec, s_idx, q_idx, chosen), ways)
+            for s_idx, q_idx, chosen in episodes(held.y, list(range(held.num_classes)), ways, shots, count, seed)]
 
 
 def episodes(labels: np.ndarray, classes: list[int], ways: int, shots: int, n: int, base_seed: int) -> list:

@@ -28,11 +28,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench import git_commit, paired_text
-from bench.domains import CARD_FAMILIES, episode_tensors, episodes, make_family
+from bench.domains import CARD_FAMILIES, card_collective, card_tasks, make_family
 from bench.fewshot import grow, stream_of
 from learngene import Collective, CollectiveOptions, Learngene, TrainOptions, ValidationOptions, to_input
 from learngene.datasets import BASE_SCRIPTS, OPEN_WORLD_SCRIPTS, load_glyphs
@@ -77,8 +76,8 @@ def collective_for(glyphs, args, family=None) -> tuple[Collective, dict]:
     if family is None:
         c, reports, _ = grow(glyphs, args)
     else:
-        c = Collective.create(family.spec, preset="small", seed=args.seed)
-        reports = [c.learn_task(ds, name=f"task-{i + 1}")["accuracy"] for i, ds in enumerate(family.tasks[:3])]
+        c, grown = card_collective(family, args.seed)
+        reports = [g["accuracy"] for g in grown]
     path.write_bytes(c.to_bytes())
     return c, {"grown_seconds": time.perf_counter() - t0, "tasks": reports}
 
@@ -88,13 +87,6 @@ def unseen_tasks(glyphs, c: Collective, args, ways: int, shots: int, count: int,
     used = {int(k) for chunk in stream_of(glyphs, args) for k in chunk}
     by_script = {s: [k for k in glyphs.classes_of([s]) if k not in used] for s in BASE_SCRIPTS}
     return script_tasks(glyphs, c, by_script, ways, shots, count, seed)
-
-
-def card_tasks(family, c: Collective, ways: int, shots: int, count: int, seed: int) -> list:
-    """Episodes from the family's task file 4, which the collective never saw."""
-    held = family.tasks[3]
-    return [(*episode_tensors(held, c.spec, s_idx, q_idx, chosen), ways)
-            for s_idx, q_idx, chosen in episodes(held.y, list(range(held.num_classes)), ways, shots, count, seed)]
 
 
 def novel_tasks(glyphs, c: Collective, ways: int, shots: int, count: int, seed: int) -> list:
@@ -174,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     for pool_name, setting in [(q, s) for q in args.pools.split(",") for s in args.settings.split(",")]:
         ways, shots = (int(v) for v in setting.split("x"))
         seed = args.seed + 100 * shots + ways
-        tasks = (card_tasks(family, c, ways, shots, args.pseudo_tasks, seed) if family is not None
+        tasks = (card_tasks(family, c.spec, ways, shots, args.pseudo_tasks, seed) if family is not None
                  else pseudo_tasks(x_all, y_all, ways, shots, args.pseudo_tasks, seed) if pool_name == "held-back"
                  else novel_tasks(glyphs, c, ways, shots, args.pseudo_tasks, seed) if pool_name == "novel"
                  else unseen_tasks(glyphs, c, args, ways, shots, args.pseudo_tasks, seed))
