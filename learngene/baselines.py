@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .device import select_device
-from .training import accuracy, features_of
+from .training import accuracy, features_of, linear_probe
 
 
 def prototype_accuracy(net, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> float:
@@ -28,20 +28,8 @@ def linear_probe_accuracy(net, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Ten
                           steps: int = 200, weight_decay: float = 1e-3) -> float:
     device = select_device()
     fs, fq = features_of(net, sx, device), features_of(net, qx, device)
-    mean, std = fs.mean(0), fs.std(0).clamp_min(1e-6) if len(fs) > 1 else torch.ones(fs.shape[1])
-    fs, fq = (fs - mean) / std, (fq - mean) / std
-    head = torch.nn.Linear(fs.shape[1], int(sy.max()) + 1)
-    opt = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(head(fs), sy) + weight_decay * head.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        return accuracy(head(fq), qy)
+    weight, bias = linear_probe(fs, sy, int(sy.max()) + 1, steps=steps, weight_decay=weight_decay)
+    return accuracy(fq @ weight.T + bias, qy)
 
 
 def train_joint(x: torch.Tensor, y: torch.Tensor, config, steps: int, batch_size: int = 64, lr: float = 1e-3,

@@ -12,6 +12,8 @@ Inits (`TrainOptions.init`):
   for a step budget set by its size; given the collective's trunk, it also distils the instant model.
 - `scratch`: the same net with nothing inherited, same recipe.
 - `instant`: no training: the whole collective's conv trunk and a cosine head on class prototypes.
+- `probe`: the same frozen trunk with a linear head fitted to the support (a logistic regression, well under
+  a second on CPU): what a user would fit on a pretrained backbone by hand.
 - `auto` (default): with two or more shots per class, cross-validation over the support (leave one shot per
   class out, up to 3 folds) and the simplest init within 1 paired standard error of the best score (instant,
   then learngene, then scratch: `pick_init`); with one shot, the best of the scores the learngene's validation
@@ -38,12 +40,12 @@ from .model import ConvNet, NetConfig, count_parameters
 from .openworld import calibrate_threshold, unknown_score
 from .serialize import pack, prefixed, unpack
 from .sizing import DEFAULT_REFIT, sized_net, smallest_budget
-from .training import Progress, ShouldStop, accuracy, features_of, logits_of, train
+from .training import Progress, ShouldStop, accuracy, features_of, linear_probe, logits_of, train
 
 if TYPE_CHECKING:
     from .genes import Learngene
 
-INITS = ("auto", "learngene", "scratch", "instant")
+INITS = ("auto", "learngene", "scratch", "instant", "probe")
 TRAINED = ("learngene", "scratch")
 SIMPLEST_FIRST = ("instant", "learngene", "scratch")  # by the values each fits to the support (pick_init)
 # init="auto" at two or more shots: pick_init's `within_se` (0: the best cross-validated score). Chosen on base
@@ -143,6 +145,15 @@ def set_prototype_head(net: ConvNet, x: torch.Tensor, y: torch.Tensor, device: t
     net.classifier.weight.copy_(w.to(net.classifier.weight.device))
 
 
+@torch.no_grad()
+def fit_probe_head(net: ConvNet, x: torch.Tensor, y: torch.Tensor, device: torch.device, seed: int = 0) -> None:
+    """Linear head ← a logistic regression on the frozen pooled features (`linear_probe`), so the served net is
+    the plain trunk and a linear head."""
+    weight, bias = linear_probe(features_of(net, x, device), y, net.config.num_classes, seed)
+    net.classifier.weight.copy_(weight.to(net.classifier.weight.device))
+    net.classifier.bias.copy_(bias.to(net.classifier.bias.device))
+
+
 def inherited_prefix(layers: list[int]) -> list[int]:
     """Inherited layers with no fresh layer below them: their input is what their statistics saw."""
     out = []
@@ -231,18 +242,22 @@ def make_net(init: str, learngene: "Learngene", trunk: "Learngene | None", x: to
              **fit_kwargs) -> tuple[ConvNet, list[int], list[dict]]:
     """Build the net of one (non-auto) init and train it; returns (net, inherited layers, history)."""
     device = device or select_device()
-    if init == "instant":
+    if init in ("instant", "probe"):  # the collective's frozen trunk and a head from the support
         if trunk is None:
-            raise DatasetError("init=instant needs the collective's trunk (no collective version is known)")
+            raise DatasetError(f"init={init} needs the collective's trunk (no collective version is known)")
+        head = "cosine" if init == "instant" else "linear"
         if o.max_parameters is not None:  # the whole trunk shrunk (or widened) to the budget, still no training
-            net, size = sized_net(trunk, num_classes, o.max_parameters, shrink=o.shrink, seed=o.seed, head="cosine",
+            net, size = sized_net(trunk, num_classes, o.max_parameters, shrink=o.shrink, seed=o.seed, head=head,
                                   support=x, refit=o.refit, device=device)
             net, kept = net.to(device), size["inherited"]
         else:
             net = build_net(trunk.source_config, trunk.tensors, num_classes, trunk.layers, "learngene", seed=o.seed,
-                            head="cosine").to(device)
+                            head=head).to(device)
             kept = trunk.layers
-        set_prototype_head(net, x, y, device)
+        if init == "instant":
+            set_prototype_head(net, x, y, device)
+        else:
+            fit_probe_head(net, x, y, device, seed=o.seed)
         return net.eval(), list(kept), []
     layers = learngene.layers if layers is None else layers
     inherited = list(layers) if init == "learngene" else []

@@ -143,6 +143,31 @@ def features_of(net: nn.Module, x: torch.Tensor, device: torch.device, batch: in
     return torch.cat(out)
 
 
+def linear_probe(f: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int = 0, steps: int = 200,
+                 weight_decay: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """A logistic regression on features f (N, D) → (weight (num_classes, D), bias): each feature standardised
+    on f, L2-penalised, L-BFGS; the standardisation is folded into the returned weight and bias."""
+    with torch.no_grad():
+        mean = f.mean(0)
+        std = f.std(0).clamp_min(1e-6) if len(f) > 1 else torch.ones_like(mean)
+        z = (f - mean) / std
+    torch.manual_seed(seed)
+    head = nn.Linear(f.shape[1], num_classes)
+    opt = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(head(z), y) + weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():  # w·(f − mean)/std + b = (w/std)·f + (b − (w/std)·mean)
+        weight = head.weight / std
+        return weight, head.bias - weight @ mean
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor | np.ndarray) -> float:
     y = torch.as_tensor(y)
     if len(y) == 0:

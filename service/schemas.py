@@ -199,11 +199,12 @@ class IndividualCreate(BaseModel):
     learngene_id: int | None = Field(None, ge=1, le=2**31 - 1, description="default: the newest learngene")
     learngene_alias: str | None = Field(None, max_length=100, description="a learngene alias (`champion`) "
                                         "instead of learngene_id")
-    init: Literal["auto", "learngene", "scratch", "instant"] = Field(
+    init: Literal["auto", "learngene", "scratch", "instant", "probe"] = Field(
         "auto", description="auto (default): the best of the others for this support set, by cross-validation "
         "over its shots (one shot: by the learngene's validation evidence); learngene: the small net built from "
         "the learngene; scratch: the same net, nothing inherited; instant: no training, the collective's "
-        "features with a prototype head")
+        "features with a prototype head; probe: the collective's frozen features with a linear head fitted to the "
+        "support (a logistic regression, under a second)")
     epochs: int | None = Field(None, ge=1, le=1000)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     lr: float | None = Field(None, gt=0, le=10)

@@ -36,11 +36,11 @@ def _train(ctx: WorkerContext, job: Job, reporter: Reporter) -> None:
     options = TrainOptions(epochs=o.get("epochs"), seed=o.get("seed", 0), init=init, lr=o.get("lr"),
                            anchor=o.get("anchor", 0.0), max_parameters=o.get("max_parameters"),
                            **({"distill": o["distill"]} if o.get("distill") is not None else {}))
-    # The whole conv trunk of the learngene's collective: for instant, for auto (which weighs it), and for the
-    # learngene individual when it distils the instant model (the library's rule). Loaded only then.
+    # The whole conv trunk of the learngene's collective: for instant and probe, for auto (which weighs
+    # instant), and for the learngene individual when it distils the instant model (the library's rule).
     trunk = None
     has_collective = collective_sha is not None
-    if has_collective and (init in ("auto", "instant") or distils(init, options, has_collective)):
+    if has_collective and (init in ("auto", "instant", "probe") or distils(init, options, has_collective)):
         trunk = Learngene.whole(Collective.from_bytes(store.get(collective_sha)))
     support = load_dataset(store.get(p["support_sha256"]), filename=p.get("filename"), limits=limits(ctx.settings))
     query = load_dataset(store.get(p["eval_sha256"]), limits=limits(ctx.settings)) if p.get("eval_sha256") else None

@@ -54,7 +54,8 @@ def create_individual(
     `learngene_id` or `learngene_alias` says). `init=auto` (default) returns the best of the others for this
     support set, chosen by cross-validation over its shots and recorded in `metrics.auto`; `init=learngene`
     trains the small net built on the learngene; `init=scratch` the same shape from random weights (the
-    comparison); `init=instant` needs no training (the collective's features and a prototype head). With
+    comparison); `init=instant` needs no training (the collective's features and a prototype head);
+    `init=probe` fits a linear head on those frozen features (a logistic regression, under a second). With
     `eval_file` the job also reports held-out accuracy. 202 with the job; its result names the individual.
     Needs a write key."""
     scope = key_scope(key)
@@ -99,9 +100,9 @@ def check_budget(store, learngene: Learngene, init: str, max_parameters: int, nu
     from learngene.sizing import smallest_budget
 
     gene = Gene.from_bytes(store.get(learngene.weights_sha256))
-    if init == "instant":  # the collective's whole trunk (all positions of the layout), cosine head
+    if init in ("instant", "probe"):  # the collective's whole trunk (all positions of the layout) and a head
         least = smallest_budget(gene.source_config, list(range(len(gene.source_config.widths))), num_classes,
-                                head="cosine")
+                                head="cosine" if init == "instant" else "linear")
     else:  # learngene and scratch share the architecture; auto weighs them (and instant when it fits)
         least = smallest_budget(gene.source_config, gene.layers, num_classes)
     if max_parameters < least:

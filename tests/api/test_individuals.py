@@ -120,11 +120,14 @@ def test_predictions_refuse_what_is_not_an_image(grown, make_task):
     assert r.json()["detail"].startswith("'x.png' is neither an .npz with an `x` array nor an image")
 
 
-def test_instant_individual_needs_no_training_and_is_served_like_the_others(grown, make_task):
+@pytest.mark.parametrize(("init", "head"), [("instant", "cosine"), ("probe", "linear")])
+def test_instant_and_probe_individuals_need_no_training_and_are_served_like_the_others(grown, make_task, init, head):
+    """Both are the collective's whole frozen trunk: instant with a prototype head, probe with a fitted linear one."""
     api = grown
-    job = order(api, make_task(["p", "q", "r"], 3, seed=7), make_task(["p", "q", "r"], 4, seed=8), init="instant")
+    job = order(api, make_task(["p", "q", "r"], 3, seed=7), make_task(["p", "q", "r"], 4, seed=8), init=init)
     ind = api.client.get(f"/individuals/{job['result']['individual_id']}").json()
-    assert ind["init"] == "instant" and ind["metrics"]["history"] == [] and "eval_accuracy" in ind["metrics"]
+    assert ind["init"] == init and ind["metrics"]["history"] == [] and "eval_accuracy" in ind["metrics"]
+    assert ind["metrics"]["train_accuracy"] > 0.5  # 3 classes: a head that learned nothing would sit near 1/3
     gene = api.client.get(f"/learngenes/{ind['learngene_id']}").json()
     assert ind["parameters"] > gene["parameters"]  # the whole trunk, of which the learngene is a part
     images = np.load(io.BytesIO(make_task(["q", "p"], 2, seed=9)))["x"]
@@ -133,7 +136,7 @@ def test_instant_individual_needs_no_training_and_is_served_like_the_others(grow
     r = api.client.post(f"/individuals/{ind['id']}/predictions", files={"file": ("x.npz", buf.getvalue())})
     assert r.status_code == 200 and len(r.json()["predictions"]) == 4
     weights = api.client.get(f"/individuals/{ind['id']}/weights")
-    assert Individual.from_bytes(weights.content).net.config.head == "cosine"
+    assert Individual.from_bytes(weights.content).net.config.head == head
 
 
 def test_distillation_is_on_by_default_and_a_request_can_set_or_refuse_it(grown, make_task):

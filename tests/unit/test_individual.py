@@ -144,6 +144,28 @@ def test_instant_individual_is_prototypes_on_the_trunk(learngene, task_factory):
         train_individual(support, learngene, TrainOptions(init="instant"))
 
 
+def test_probe_individual_is_a_fitted_linear_head_on_the_frozen_trunk(learngene, task_factory):
+    from learngene.data import to_input
+    from learngene.training import features_of, linear_probe
+    support = task_factory(["x", "y", "z"], per_class=3)
+    trunk = Learngene.whole(learngene_collective())
+    ind = train_individual(support, learngene, TrainOptions(init="probe"), trunk=trunk,
+                           eval_set=task_factory(["x", "y", "z"], per_class=4, seed=9))
+    assert ind.init == "probe" and ind.metrics["history"] == [] and ind.net.config.head == "linear"
+    assert ind.metrics["train_accuracy"] == 1.0 and ind.metrics["eval_accuracy"] > 0.9
+    for name, tensor in trunk.tensors.items():  # the trunk is frozen: every inherited tensor as it was
+        assert torch.equal(ind.net.state_dict()[name].cpu(), tensor.cpu()), name
+    # The served head is the regression on standardised features, its standardisation folded in.
+    x = to_input(support.x, learngene.spec)
+    f = features_of(ind.net, x, torch.device("cpu"))
+    weight, bias = linear_probe(f, torch.from_numpy(support.y), 3)
+    assert torch.allclose(ind.logits(support.x), f @ weight.T + bias, atol=1e-4)
+    back = Individual.from_bytes(ind.to_bytes())
+    assert back.predict(support.x) == ind.predict(support.x)
+    with pytest.raises(DatasetError, match="trunk"):
+        train_individual(support, learngene, TrainOptions(init="probe"))
+
+
 def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factory):
     support = task_factory(["x", "y", "z"], per_class=3)
     trunk = Learngene.whole(learngene_collective())

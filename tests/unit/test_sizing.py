@@ -121,7 +121,7 @@ def test_fitting_plan_of_depth_rungs_adds_layers_after_widening():
 def test_train_individual_respects_the_budget(task_factory):
     lg = gene([1, 2])
     support = task_factory(["a", "b", "c"], per_class=3)
-    for init in ("learngene", "scratch", "instant"):
+    for init in ("learngene", "scratch", "instant", "probe"):
         ind = train_individual(support, lg, TrainOptions(epochs=2, init=init, max_parameters=6_000),
                                trunk=gene([0, 1, 2, 3]))
         assert ind.parameters == ind.metrics["size"]["parameters"] <= 6_000
