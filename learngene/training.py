@@ -151,8 +151,9 @@ def linear_probe(f: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int =
         mean = f.mean(0)
         std = f.std(0).clamp_min(1e-6) if len(f) > 1 else torch.ones_like(mean)
         z = (f - mean) / std
-    torch.manual_seed(seed)
-    head = nn.Linear(f.shape[1], num_classes)
+    with torch.random.fork_rng(devices=[]):  # a seeded start that leaves the caller's random state alone
+        torch.manual_seed(seed)
+        head = nn.Linear(f.shape[1], num_classes)
     opt = torch.optim.LBFGS(head.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
