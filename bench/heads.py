@@ -1,17 +1,18 @@
 """Which head on the collective's frozen trunk, scored on BASE data: class prototypes or a linear probe.
 
-    python -m bench.heads --recipe-out var/bench/r6/a     # novel-script pool on bench.recipe's cached collective
-    python -m bench.heads --quick                          # small collectives, 2 tasks per cell (a smoke run)
+    python -m bench.heads --sources cards --seeds 2 --tasks 10            # run H1, held-out base cards
+    python -m bench.heads --sources novel --recipe-out var/bench/r6/a     # run H1, novel scripts (R6's collective)
+    python -m bench.heads --quick                                          # a smoke run, not a choice
 
 The instant individual is the collective's trunk with a cosine head on the support's class means. The glyph
-benchmark's "linear probe on collective" row (a logistic-regression head on the same frozen features,
-`learngene.baselines.linear_probe_accuracy`, its round-one settings) read 2.9 and 1.4 points above it at 20- and
-5-way 5-shot (run B8, target episodes), which must not choose anything. Here both heads, and the default
-learngene individual beside them, are scored on the same base pseudo tasks: within-script episodes from the
-open-world scripts a base-scripts-only collective never saw (bench/recipe.py's `novel` pool, its cached
-collective), and 5-way episodes from task file 4 of each card family under collectives that learned files 1-3
-(bench/auto_rule.py's card cells, `--seeds` collectives per family). Paired against the prototypes.
-Prints a table and writes <out>/heads.json.
+benchmark's "linear probe on collective" row (a logistic-regression head on the same frozen features) read 2.9
+and 1.4 points above it at 20- and 5-way 5-shot (run B8, target episodes), which must not choose anything. Here
+the instant model, the probe individual (`init=probe`: that regression, `learngene.training.linear_probe`) and
+the default learngene individual are scored on the same base pseudo tasks: within-script episodes from the
+open-world scripts a base-scripts-only collective never saw (bench/recipe.py's `novel` pool; its collective is
+grown in, or reused from, `--recipe-out`), and 5-way episodes from task file 4 of each card family under
+collectives that learned files 1-3 (bench/auto_rule.py's card cells, `--seeds` collectives per family).
+Paired against the prototypes. Prints a table and writes `--out` (JSON, every task).
 """
 from __future__ import annotations
 

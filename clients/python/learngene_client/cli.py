@@ -436,7 +436,7 @@ def individuals_create(
     learngene: Annotated[str | None, typer.Option(help="learngene id, or an alias such as champion",
                                                   show_default="the newest learngene")] = None,
     init: Annotated[Init, typer.Option(metavar="INIT", help="auto, learngene, scratch, instant or probe; auto "
-                                       "picks the best of learngene, scratch and instant by cross-validation")] = Init.auto,
+                                       "picks among learngene, scratch and instant by cross-validation")] = Init.auto,
     epochs: Annotated[int | None, typer.Option(help="training epochs", show_default="the service's default")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed of training", show_default="0")] = None,
     max_parameters: Annotated[int | None, typer.Option(help="build the largest model within this many parameters",
