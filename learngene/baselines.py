@@ -1,6 +1,7 @@
 """What a user would otherwise do with a few labelled samples, for the benchmark to compare against.
 
 All take converted images (N, C, S, S) and return accuracy on the query set:
+- `raw_pixel_accuracy`: nearest class mean (Euclidean) on the pixels themselves, no net: how hard the tasks are;
 - `prototype_accuracy`: nearest class mean (cosine) on the collective's pooled conv features;
 - `linear_probe_accuracy`: a logistic-regression head on those frozen features;
 - `train_joint`: the joint reference, the same architecture trained on all classes at once;
@@ -14,6 +15,11 @@ import torch.nn.functional as F
 
 from .device import select_device
 from .training import accuracy, features_of, linear_probe
+
+
+def raw_pixel_accuracy(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> float:
+    means = torch.stack([sx[sy == c].mean(0) for c in range(int(sy.max()) + 1)]).flatten(1)
+    return accuracy(-torch.cdist(qx.flatten(1).float(), means.float()), qy)
 
 
 def prototype_accuracy(net, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> float:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from learngene import select_device
-from learngene.baselines import linear_probe_accuracy, prototype_accuracy
+from learngene.baselines import linear_probe_accuracy, prototype_accuracy, raw_pixel_accuracy
 from learngene.model import ConvNet, NetConfig
 from learngene.protocol import mean_ci, sample_episode
 
@@ -35,6 +35,15 @@ def test_baselines_separate_an_easy_task(task_factory):
     sy, qy = torch.from_numpy(sup.y), torch.from_numpy(qry.y)
     assert prototype_accuracy(net, sx, sy, qx, qy) > 0.6
     assert linear_probe_accuracy(net, sx, sy, qx, qy) > 0.6
+    assert raw_pixel_accuracy(sx, sy, qx, qy) > 0.6
+
+
+def test_raw_pixel_baseline_is_the_nearest_class_mean():
+    sx = torch.tensor([[[[0.0, 0.0]]], [[[0.2, 0.0]]], [[[1.0, 1.0]]], [[[0.8, 1.0]]]])  # (4, 1, 1, 2)
+    sy = torch.tensor([0, 0, 1, 1])
+    qx = torch.tensor([[[[0.45, 0.45]]], [[[0.55, 0.55]]], [[[0.6, 0.4]]]])  # means (0.1, 0) and (0.9, 1)
+    assert raw_pixel_accuracy(sx, sy, qx, torch.tensor([0, 1, 0])) == 1.0
+    assert raw_pixel_accuracy(sx, sy, qx, torch.tensor([1, 0, 1])) == 0.0
 
 
 def test_device_selection(monkeypatch):
