@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from bench import paired_text
 from learngene.protocol import mean_ci, paired
 
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in rows:
         d = r["b_minus_a"]
         print(f"{r['ways']}-way {r['shots']}-shot  {r['method'][:30]:<32}{r['a'][0]:>7.3f}{r['b'][0]:>7.3f}   "
-              f"{d['mean_difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {d['wins']}/{d['losses']}")
+              f"{paired_text(d)} {d['wins']}/{d['losses']}")
     if args.out:
         args.out.write_text(json.dumps({"run_a": str(args.run_a), "run_b": str(args.run_b), "rows": rows},
                                        indent=1))

@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from .device import select_device
-from .training import accuracy, features_of, linear_probe
+from .training import accuracy, class_means, features_of, linear_probe
 
 
 def raw_pixel_accuracy(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor) -> float:
-    means = torch.stack([sx[sy == c].mean(0) for c in range(int(sy.max()) + 1)]).flatten(1)
+    means = class_means(sx, sy, int(sy.max()) + 1).flatten(1)
     return accuracy(-torch.cdist(qx.flatten(1).float(), means.float()), qy)
 
 
@@ -26,7 +26,7 @@ def prototype_accuracy(net, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor
     device = select_device()
     fs = F.normalize(features_of(net, sx, device), dim=1)
     fq = F.normalize(features_of(net, qx, device), dim=1)
-    protos = F.normalize(torch.stack([fs[sy == c].mean(0) for c in range(int(sy.max()) + 1)]), dim=1)
+    protos = F.normalize(class_means(fs, sy, int(sy.max()) + 1), dim=1)
     return accuracy(fq @ protos.T, qy)
 
 

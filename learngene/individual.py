@@ -40,7 +40,7 @@ from .model import ConvNet, NetConfig, count_parameters
 from .openworld import calibrate_threshold, unknown_score
 from .serialize import pack, prefixed, unpack
 from .sizing import DEFAULT_REFIT, sized_net, smallest_budget
-from .training import Progress, ShouldStop, accuracy, features_of, linear_probe, logits_of, train
+from .training import Progress, ShouldStop, accuracy, class_means, features_of, linear_probe, logits_of, train
 
 if TYPE_CHECKING:
     from .genes import Learngene
@@ -137,7 +137,7 @@ def build_net(source_config: NetConfig, tensors: dict[str, torch.Tensor], num_cl
 def set_prototype_head(net: ConvNet, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> None:
     """Head rows ← class means of the pooled conv features (unit length; scaled for a linear head)."""
     f = features_of(net, x, device)  # (N, D)
-    protos = torch.stack([f[y == c].mean(0) for c in range(net.config.num_classes)])
+    protos = class_means(f, y, net.config.num_classes)
     w = F.normalize(protos, dim=1)
     if net.config.head == "linear":
         w = w * (5.0 / f.norm(dim=1).mean().clamp_min(1e-6))  # logits ≈ 5 × cosine at the start

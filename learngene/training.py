@@ -143,6 +143,11 @@ def features_of(net: nn.Module, x: torch.Tensor, device: torch.device, batch: in
     return torch.cat(out)
 
 
+def class_means(f: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, ...) samples and their labels → (num_classes, ...) the mean sample of each class."""
+    return torch.stack([f[y == c].mean(0) for c in range(num_classes)])
+
+
 def linear_probe(f: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int = 0, steps: int = 200,
                  weight_decay: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """A logistic regression on features f (N, D) → (weight (num_classes, D), bias): each feature standardised
