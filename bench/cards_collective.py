@@ -9,7 +9,7 @@ defaults, `CollectiveOptions` overridden by the variant) learns task files 1-3 o
 cards: base classes the collective never saw, so nothing here looks at the target ranks. Every variant sees
 the same task files, seeds and episodes, so differences are paired (per seed, family, setting and episode)
 against the first variant. Run R4 (docs/benchmark-domains.md) chose the collective's stopping rule with it;
-runs C1 and C2 compared top-down growth and the joint anchor (`--variants "a;b"`).
+runs C1 and C2 compared top-down growth and the joint anchor (`--variants "a;b"`), run W2 the wide preset.
 Prints a table and writes var/bench/cards-collective/cards-collective.json.
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ VARIANTS = {
     "whole schedule, best pass kept (default)": ({}, None),
     "whole schedule, last pass kept": ({}, 20),
     "top-down growth": ({"growth_order": "top-down"}, None),
+    "wide preset": ({"preset": "wide"}, None),  # twice small's widths (run W2, docs/benchmark-domains.md)
     # Not a collective: bench.domains' joint anchor (the `small` preset at its final widths, every image of
     # task files 1-3 at once) with the recipe run F6 chose on held-out decks of those files; prototypes on
     # its pooled conv features are what the instant model computes on a collective's trunk.

@@ -83,7 +83,7 @@ def make_family(name: str, cards: CardSet, seed: int) -> Family:
 def card_collective(fam: Family, seed: int, epochs: int | None = None, **options) -> tuple[Collective, list[dict]]:
     """A collective (library defaults, `options` overriding) that learned the family's task files 1-3 (task 4 stays
     unseen for base-data episodes: `card_tasks`); with each task's report."""
-    c = Collective.create(fam.spec, preset="small", seed=seed, **options)
+    c = Collective.create(fam.spec, preset=options.pop("preset", "small"), seed=seed, **options)
     return c, [c.learn_task(ds, epochs=epochs, name=f"task-{i + 1}") for i, ds in enumerate(fam.tasks[:3])]
 
 

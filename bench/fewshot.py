@@ -32,7 +32,7 @@ from learngene.baselines import linear_probe_accuracy, prototype_accuracy, raw_p
 from learngene.datasets import BASE_SCRIPTS, NOVEL_SCRIPTS, OPEN_WORLD_SCRIPTS, load_glyphs
 from learngene.device import select_device
 from learngene.individual import choose_init, make_net
-from learngene.model import NetConfig, count_parameters
+from learngene.model import PRESETS, NetConfig, count_parameters
 from learngene.openworld import SCORES, auroc
 from learngene.protocol import mean_ci, paired, sample_episode
 from learngene.training import accuracy, from_uint8, logits_of
@@ -144,28 +144,40 @@ def heatmap(lg: Learngene, path: Path, chosen: dict[str, list[int]]) -> None:
     plt.close(fig)
 
 
+def target_seed(ways: int, shots: int, episode: int) -> int:
+    return 1000 * ways + 100 * shots + episode
+
+
+def target_episode(glyphs, spec: InputSpec, ways: int, shots: int, episode: int) -> tuple[torch.Tensor, ...]:
+    """Target episode `episode` of a setting: (support x, support y, query x, query y), labels 0..ways-1.
+
+    Seeded by setting and index alone, so every run (and bench/targets.py) scores the same tasks; its classes come
+    from one novel script, taken in turn, and its query is the other fonts of those classes."""
+    scripts = [s for s in NOVEL_SCRIPTS if len(glyphs.classes_of([s])) >= ways]
+    script = scripts[episode % len(scripts)]
+    s_idx, q_idx, chosen = sample_episode(glyphs.labels, glyphs.classes_of([script]), ways, shots,
+                                          target_seed(ways, shots, episode))
+    remap = {cid: i for i, cid in enumerate(chosen)}
+    return (to_input(glyphs.x[s_idx], spec), torch.tensor([remap[int(v)] for v in glyphs.labels[s_idx]]),
+            to_input(glyphs.x[q_idx], spec), torch.tensor([remap[int(v)] for v in glyphs.labels[q_idx]]))
+
+
 def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args) -> list[dict]:
     device = select_device()
-    spec, labels = c.spec, glyphs.labels
+    spec = c.spec
     whole = Learngene.whole(c)
     joint = Learngene.whole(SimpleNamespace(net=joint_net, spec=spec, tasks_seen=c.tasks_seen))
     default = genes["validated"]
     num_layers = len(c.net.blocks)
     rows = []
     for ways, shots in args.settings:
-        scripts = [s for s in NOVEL_SCRIPTS if len(glyphs.classes_of([s])) >= ways]
         results: dict[str, list[float]] = {}
         seconds: dict[str, float] = {}
         params: dict[str, int] = {}
         choices: list[str] = []
         for episode in range(args.episodes):
-            seed = 1000 * ways + 100 * shots + episode
-            script = scripts[episode % len(scripts)]
-            s_idx, q_idx, chosen = sample_episode(labels, glyphs.classes_of([script]), ways, shots, seed)
-            remap = {cid: i for i, cid in enumerate(chosen)}
-            sx, qx = to_input(glyphs.x[s_idx], spec), to_input(glyphs.x[q_idx], spec)
-            sy = torch.tensor([remap[int(v)] for v in labels[s_idx]])
-            qy = torch.tensor([remap[int(v)] for v in labels[q_idx]])
+            seed = target_seed(ways, shots, episode)
+            sx, sy, qx, qy = target_episode(glyphs, spec, ways, shots, episode)
             random_layers = sorted(np.random.default_rng(seed).choice(num_layers, K, replace=False).tolist())
             trained = {  # method → (init, learngene, trunk, inherited layers or None for the learngene's own)
                 DEFAULT: ("learngene", default, whole, None),  # the trunk: the instant model it distils
@@ -243,7 +255,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--validation-tasks", type=int, help="pseudo tasks per candidate block (default 3, quick 1)")
     p.add_argument("--settings", default="20x1,20x5,5x5", help="ways x shots of the target tasks")
     p.add_argument("--glyphs", default="var/data/glyphs.npz", help="glyph set cache (rendered on first use)")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS),
+                   help="the collective's preset (the service's default: small; `wide` is 3.3 x the CPU time)")
     args = p.parse_args(argv)
+    args.collective_options = {"preset": args.preset}
     args.mode = "quick" if args.quick else "full"
     args.settings = [tuple(int(v) for v in s.split("x")) for s in args.settings.split(",")]
     if args.quick:  # smaller everything; the recipes are the defaults
@@ -276,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         "run": {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "commit": commit, "mode": args.mode, "episodes": args.episodes, "tasks": args.tasks,
                 "base_per_task": args.base_per_task, "validation_tasks": args.validation_tasks,
-                "settings": args.settings},
+                "settings": args.settings, "preset": args.preset},
         "mode": args.mode, "device": str(select_device()), "seconds_total": time.perf_counter() - t_start,
         "collective": {"parameters": c.parameters, "widths": info["widths"], "tasks": len(task_reports),
                        "classes": len(c.label_space), "held_back_classes": len(c.held_back_classes),

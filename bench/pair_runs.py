@@ -1,10 +1,12 @@
-"""Pair two `bench.fewshot` runs episode by episode: each method of run B against the same method of run A.
+"""Pair two benchmark runs task by task: each method of run B against the same method of run A.
 
-The target episodes are seeded by setting and index alone, so two runs on different collectives (a larger base
-stream, a regrown collective) evaluate every method on the same tasks; their per-episode accuracies
-(`episodes.jsonl`, or the `accuracies` lists in `fewshot.json`) can be paired.
+`bench.fewshot`'s target episodes are seeded by setting and index alone, so two runs on different collectives (a
+larger base stream, a regrown collective) evaluate every method on the same tasks; their per-episode accuracies
+(the `accuracies` lists in `fewshot.json`) can be paired. So can two `bench.recipe` runs' pseudo tasks
+(`recipe.json`, seeded by pool and setting alone), and the rows `bench.targets` writes.
 
     python -m bench.pair_runs docs/runs/b8 docs/runs/b9 --out docs/runs/b9/pair-b8.json
+    python -m bench.pair_runs var/bench/w1-small var/bench/w1-wide    # two bench.recipe runs
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ from learngene.protocol import mean_ci, paired
 
 
 def accuracies(run_dir: Path) -> dict[tuple[int, int], dict[str, list[float]]]:
-    """(ways, shots) → method → per-episode accuracies, from a run's fewshot.json."""
-    report = json.loads((run_dir / "fewshot.json").read_text())
+    """(ways, shots) → method → per-episode accuracies, from a run's fewshot.json, or from a bench.recipe run's
+    recipe.json (method "<pool>: <variant>"; its tasks are seeded by pool and setting alone, too)."""
+    if (run_dir / "fewshot.json").exists():
+        rows = json.loads((run_dir / "fewshot.json").read_text())["rows"]
+    else:
+        rows = [{**r, "method": f"{r['pool']}: {r['variant']}"}
+                for r in json.loads((run_dir / "recipe.json").read_text())["rows"]]
     out: dict[tuple[int, int], dict[str, list[float]]] = {}
-    for row in report["rows"]:
+    for row in rows:
         out.setdefault((row["ways"], row["shots"]), {})[row["method"]] = row["accuracies"]
     return out
 
@@ -42,7 +49,7 @@ def pair_runs(a_dir: Path, b_dir: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run_a", type=Path, help="folder of the first run (its fewshot.json)")
+    p.add_argument("run_a", type=Path, help="folder of the first run (its fewshot.json or recipe.json)")
     p.add_argument("run_b", type=Path, help="folder of the second run")
     p.add_argument("--out", type=Path, help="write the rows here as JSON")
     args = p.parse_args(argv)

@@ -31,6 +31,14 @@ PRESETS: dict[str, dict] = {
         "pool_after": [0, 1, 3, 5],
         "hidden": [256],
     },
+    # `small` at twice the width (about 3.4 x its parameters, 3.3 x its CPU time per step): for a GPU, or for
+    # users who trade growth time for features (run W1, docs/benchmark.md).
+    "wide": {
+        "start": [32, 64, 64, 128, 128, 128],
+        "final": [64, 128, 128, 256, 256, 256],
+        "pool_after": [0, 1, 3, 5],
+        "hidden": [256],
+    },
     # For tests: tiny and fast.
     "tiny": {
         "start": [4, 8, 8],

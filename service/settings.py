@@ -9,9 +9,13 @@ Celery broker, all under `data_dir`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# learngene.model.PRESETS' names, spelled out so that settings load without torch (a unit test keeps them equal).
+PRESET_NAMES = ("paper", "small", "tiny", "wide")
 
 
 def find_data_dir(start: Path | None = None) -> Path:
@@ -90,7 +94,9 @@ class Settings(BaseSettings):
 
     # The method.
     default_collective: str = "default"
-    preset: str = "small"
+    preset: Literal[PRESET_NAMES] = Field(
+        "small", description="preset of a collective the first task creates: small, or wide on GPU workers (3.3 x the "
+        "CPU time per step; run W1, docs/benchmark.md)")
     seed: int = 0
     extract_method: str = Field("auto", description="learngene choice: auto (the library default), gradient, validated")
     extract_k: int = Field(3, description="block length of the gradient criterion, and of the K-blocks the validated "

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from learngene import ConvNet, NetConfig, widen_layer
-from learngene.model import grow_classifier
+from learngene.model import PRESETS, grow_classifier
 
 
 def _trained_like(net: ConvNet) -> ConvNet:
@@ -57,8 +57,27 @@ def test_grow_classifier_keeps_existing_rows():
 
 
 def test_presets_and_small_inputs():
-    for preset in ["tiny", "small", "paper"]:
+    for preset in ["tiny", "small", "wide", "paper"]:
         net = ConvNet(NetConfig.preset(preset, in_channels=3, num_classes=4))
         assert net(torch.randn(2, 3, 8, 8)).shape == (2, 4)  # pools skip once the map is 1x1
     with pytest.raises(ValueError):
         NetConfig.preset("huge", 1)
+
+
+def test_every_preset_grows_within_one_layout():
+    """Growth widens layers towards `final` and never narrows or moves a pool (collective.py widens in place)."""
+    for name, p in PRESETS.items():
+        assert len(p["start"]) == len(p["final"]), name
+        assert all(0 < s <= f for s, f in zip(p["start"], p["final"])), name
+        assert all(0 <= i < len(p["start"]) for i in p["pool_after"]), name
+    assert PRESETS["wide"]["final"] == [2 * w for w in PRESETS["small"]["final"]]
+    assert PRESETS["wide"]["pool_after"] == PRESETS["small"]["pool_after"]
+
+
+def test_the_services_preset_names_are_the_librarys():
+    from service.settings import PRESET_NAMES, Settings  # spelled out there so settings load without torch
+
+    assert PRESET_NAMES == tuple(sorted(PRESETS))
+    assert Settings(preset="wide").preset == "wide"
+    with pytest.raises(ValueError, match="preset"):
+        Settings(preset="huge")
