@@ -3,8 +3,9 @@
     python -m bench.fewshot            # full: 8 tasks, 20 target tasks per setting (<= 60 min on 2 cores)
     python -m bench.fewshot --quick    # the same protocol, small (<= 4 min)
 
-1. Grow a `small` collective over sequential tasks from the base scripts with the service's defaults;
-   open-world scripts arrive in later tasks (unknown-class AUROC per task, accuracy matrix, heatmap PNG).
+1. Grow a collective (preset `small`, or `--preset`) over sequential tasks from the base scripts with the
+   service's defaults; open-world scripts arrive in later tasks (unknown-class AUROC per task, accuracy
+   matrix, heatmap PNG).
    Beside it, the joint reference: the final architecture trained on the same samples at once, for the
    same number of sample passes; its accuracy on the same held-out samples is the collective's ceiling.
 2. Take learngenes by the gradient criterion and by validation (every block length and position, pseudo
@@ -145,6 +146,7 @@ def heatmap(lg: Learngene, path: Path, chosen: dict[str, list[int]]) -> None:
 
 
 def target_seed(ways: int, shots: int, episode: int) -> int:
+    """The seed of a target episode: its sampling, and the training of every net scored on it."""
     return 1000 * ways + 100 * shots + episode
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from learngene.device import select_device
 from learngene.individual import make_net
 from learngene.protocol import mean_ci, paired
 from learngene.selection import pseudo_pool, pseudo_tasks
-from learngene.training import features_of, from_uint8
+from learngene.training import from_uint8
 
 # name → (blocks whose pooled features are used (negative: from the top), centring, power, support views, query views)
 VARIANTS = {

@@ -240,7 +240,7 @@ def table(report: dict) -> str:
     s = report["shrink"]
     lines = [f"Collective {report['collective']['parameters']:,} parameters, learngene {report['learngene']['layers']} "
              f"({report['learngene']['parameters']:,}); today's individual {report['default_individual_parameters']:,}",
-             f"Shrink on base-class pseudo tasks: " + ", ".join(f"{k} {v:.3f}" for k, v in s["accuracy"].items())
+             "Shrink on base-class pseudo tasks: " + ", ".join(f"{k} {v:.3f}" for k, v in s["accuracy"].items())
              + f" → {s['chosen']}",
              "", "| setting | budget | method | parameters | accuracy | 95% CI | learngene − this (paired) | s/model |",
              "|---|---|---|---|---|---|---|---|"]

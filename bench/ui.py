@@ -26,7 +26,6 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -270,7 +269,7 @@ def table(r: dict) -> str:
         m = j[method]
         lines.append(f"| {NAMES[method]} | {m['median_delay_ms']} ms | {m['p90_delay_ms']} ms | "
                      f"{m['ratio_to_sse']}× | {m['median_requests_per_job']:g} | {m['median_job_s']} s |")
-    lines += ["", f"| plot (PNG) | cold p50 (n) | LRU hit p50 | 304 p50 |", "|---|---|---|---|"]
+    lines += ["", "| plot (PNG) | cold p50 (n) | LRU hit p50 | 304 p50 |", "|---|---|---|---|"]
     for route, p in r["plots"].items():
         lines.append(f"| {route} | {p['cold_p50_ms']} ms ({p['cold_samples']}) | {p['hit_p50_ms']} ms | "
                      f"{p['not_modified_p50_ms']} ms |")

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -130,7 +129,6 @@ def test_default_recipe_trains_full_batch_for_a_step_budget(learngene, task_fact
 
 
 def test_instant_individual_is_prototypes_on_the_trunk(learngene, task_factory):
-    from learngene import Collective
     support = task_factory(["x", "y", "z"], per_class=3)
     trunk = Learngene.whole(learngene_collective())
     ind = train_individual(support, learngene, TrainOptions(init="instant"), trunk=trunk,
