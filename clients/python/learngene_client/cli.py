@@ -281,7 +281,8 @@ def collectives_show(ctx: typer.Context, name: str) -> None:
 def collectives_create(ctx: typer.Context, name: str,
                        channels: Annotated[int, typer.Option(help="1 (gray) or 3 (RGB)")],
                        size: Annotated[int, typer.Option(help="input side in pixels; images are resized to it")],
-                       preset: Annotated[str, typer.Option(help="paper, small or tiny")] = "small",
+                       preset: Annotated[str, typer.Option(
+                           help="small, wide (twice small's widths, for GPU workers), paper or tiny")] = "small",
                        seed: Annotated[int, typer.Option(help="random seed of its initial weights")] = 0) -> None:
     """Fix a new collective's input before its first task (otherwise the first upload decides)."""
     with _client(ctx) as client:
