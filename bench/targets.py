@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench import git_commit, paired_text
-from bench.fewshot import DEFAULT, NO_DISTILL, target_episode
+from bench.fewshot import DEFAULT, NO_DISTILL, target_episode, target_seed
 from bench.pair_runs import pair_runs
 from learngene import Collective, Learngene, TrainOptions, ValidationOptions
 from learngene.datasets import load_glyphs
@@ -48,7 +48,7 @@ def score(glyphs, c: Collective, settings: list[tuple[int, int]], episodes: int)
         secs = dict.fromkeys(methods, 0.0)
         for episode in range(episodes):
             sx, sy, qx, qy = target_episode(glyphs, c.spec, ways, shots, episode)
-            opts = TrainOptions(seed=1000 * ways + 100 * shots + episode)  # bench.fewshot's seed per episode
+            opts = TrainOptions(seed=target_seed(ways, shots, episode))  # as bench.fewshot trains on it
             for method, (init, lg, trunk, layers) in methods.items():
                 t0 = time.perf_counter()
                 net, _, _ = make_net(init, lg, trunk, sx, sy, ways, opts, layers, device)
