@@ -26,6 +26,10 @@ With `--shots 1` there are no folds: `init="auto"` reads the evidence the learng
 records that evidence of its collective per pseudo task, at the library's 10 ways (the recorded evidence,
 recomputed) and at 20 ways, so the one-shot rules, and rules at several shots that let the evidence set the order of
 preference, replay on it (run A3).
+Since run P1 every task also records the probe (`init="probe"`: a linear head on the frozen trunk) in its folds and
+on its query, and the rules "with probe: …" replay `auto` with it as a fourth candidate (simplest first: instant,
+the probe, the learngene individual, scratch); `auto` itself does not weigh it. Records from earlier runs replay
+without those rules.
 Prints a table and writes var/bench/auto-rule/auto-rule.json (every task's outcomes and accuracies).
 """
 from __future__ import annotations
@@ -51,7 +55,9 @@ from learngene.protocol import mean_ci, paired
 from learngene.selection import pseudo_pool, pseudo_tasks, task_accuracies
 from learngene.training import accuracy, logits_of
 
-INITS = ("learngene", "scratch", "instant")
+INITS = ("learngene", "scratch", "instant", "probe")  # recorded per task (records before run P1 lack probe)
+BASE_INITS = ("learngene", "scratch", "instant")  # what `auto` weighs today (and the one-shot evidence holds)
+WITH_PROBE = ("instant", "probe", "learngene", "scratch")  # simplest first, the probe's linear head second
 LEARNGENE_FIRST = ("learngene", "instant", "scratch")  # the small trained model unless another is clearly better
 # name → rule(task record) → init; the first of each is today's rule, the paired reference. A task record holds
 # "outcomes" (cross-validation, several shots) and/or "evidence" (its collective's one-shot evidence).
@@ -66,6 +72,10 @@ RULES = {
     "within 1 SE, order from the evidence at 2 SE": lambda t: by_folds(t, 1.0, evidence_order(t, 2.0)),
     "always instant": lambda t: "instant",
     "always learngene": lambda t: "learngene",
+    "with probe: best score": lambda t: by_folds(t, 0.0, WITH_PROBE, INITS),
+    "with probe: simplest within 1 SE": lambda t: by_folds(t, 1.0, WITH_PROBE, INITS),
+    "with probe: simplest within 2 SE": lambda t: by_folds(t, 2.0, WITH_PROBE, INITS),
+    "always probe": lambda t: "probe",
 }
 ONE_SHOT_RULES = {
     "evidence, best score (today)": lambda t: by_evidence(t, 0.0, SIMPLEST_FIRST),
@@ -79,10 +89,13 @@ ONE_SHOT_RULES = {
     "always learngene": lambda t: "learngene",
 }
 NEEDS_EVIDENCE = {r for r in RULES if "evidence" in r}
+NEEDS_PROBE = {r for r in RULES if "probe" in r}
 
 
-def by_folds(t: dict, within_se: float, order: tuple[str, ...] = SIMPLEST_FIRST) -> str:
-    return pick_init(scores_of(t["outcomes"]), t["outcomes"], within_se, order)
+def by_folds(t: dict, within_se: float, order: tuple[str, ...] = SIMPLEST_FIRST,
+             inits: tuple[str, ...] = BASE_INITS) -> str:
+    outcomes = {i: v for i, v in t["outcomes"].items() if i in inits}
+    return pick_init(scores_of(outcomes), outcomes, within_se, order)
 
 
 def by_evidence(t: dict, within_se: float, order: tuple[str, ...], ways: str = "10-way") -> str:
@@ -124,9 +137,10 @@ def one_shot_evidence(c: Collective, gene: Learngene, whole: Learngene, device) 
     ev = {}
     for ways in (10, 20):
         tasks = pseudo_tasks(x, y, ways, 1, v.evidence_tasks, v.seed + 1)
-        ev[f"{ways}-way"] = {i: task_accuracies(i, tasks, whole, whole, gene.layers, v.seed, device) for i in INITS}
+        ev[f"{ways}-way"] = {i: task_accuracies(i, tasks, whole, whole, gene.layers, v.seed, device)
+                             for i in BASE_INITS}
     recorded = gene.strategies.get("1", {})
-    for i in INITS:
+    for i in BASE_INITS:
         if i in recorded and abs(np.mean(ev["10-way"][i]) - recorded[i]) > 1e-4:
             print(f"  note: recomputed {i} evidence {np.mean(ev['10-way'][i]):.4f} against recorded "
                   f"{recorded[i]:.4f}", flush=True)
@@ -180,7 +194,7 @@ def card_cells(args, device) -> dict[str, list[dict]]:
 
 
 def print_cell(cell: str, tasks: list[dict]) -> None:
-    means = {i: np.mean([t["accuracy"][i] for t in tasks]) for i in INITS}
+    means = {i: np.mean([t["accuracy"][i] for t in tasks]) for i in INITS if i in tasks[0]["accuracy"]}
     print(f"  {cell}: {len(tasks)} tasks, " + ", ".join(f"{i} {m:.3f}" for i, m in means.items()), flush=True)
 
 
@@ -191,6 +205,8 @@ def replay(cells: dict[str, list[dict]]) -> list[dict]:
         rules = RULES if "outcomes" in tasks[0] else ONE_SHOT_RULES
         if "evidence" not in tasks[0]:  # recorded before run A3
             rules = {r: rule for r, rule in rules.items() if r not in NEEDS_EVIDENCE}
+        if "probe" not in tasks[0]["accuracy"]:  # recorded before run P1
+            rules = {r: rule for r, rule in rules.items() if r not in NEEDS_PROBE}
         reference = next(iter(rules))
         picked = {r: [rule(t) for t in tasks] for r, rule in rules.items()}
         accs = {r: [t["accuracy"][p] for t, p in zip(tasks, picks)] for r, picks in picked.items()}
@@ -198,7 +214,7 @@ def replay(cells: dict[str, list[dict]]) -> list[dict]:
         for r, a in accs.items():
             m, ci = mean_ci(a)
             rows.append({"cell": cell, "rule": r, "accuracy_mean": m, "accuracy_ci95": ci, "accuracies": a,
-                         "picks": {i: picked[r].count(i) for i in SIMPLEST_FIRST} if r in picked else None,
+                         "picks": {i: picked[r].count(i) for i in WITH_PROBE} if r in picked else None,
                          "paired_vs_reference": paired(a, accs[reference]) if r != reference else None})
     return rows
 
@@ -214,12 +230,12 @@ def table(results: dict) -> str:
             if r is None:  # a rule of the other number of shots
                 text.append("–")
                 continue
-            picks = "" if not r["picks"] else " (" + "/".join(str(r["picks"][i]) for i in SIMPLEST_FIRST) + ")"
+            picks = "" if not r["picks"] else " (" + "/".join(str(r["picks"].get(i, 0)) for i in WITH_PROBE) + ")"
             diff = "" if r["paired_vs_reference"] is None else f" {paired_text(r['paired_vs_reference'])}"
             text.append(f"{r['accuracy_mean']:.3f}{diff}{picks}")
         mean = np.mean([r["accuracy_mean"] for r in mine if r is not None])
         lines.append(f"| {rule} | " + " | ".join(text) + f" | {mean:.3f} |")
-    return "\n".join(lines) + "\n\n(picks: instant/learngene/scratch; paired against the first row)"
+    return "\n".join(lines) + "\n\n(picks: instant/probe/learngene/scratch; paired against the first row)"
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -308,7 +308,7 @@ def paired_margins(outcomes: dict[str, list[float]], base: str = "learngene") ->
 
 def pick_init(scores: dict[str, float], outcomes: dict[str, list[float]] | None = None,
               within_se: float = 0.0, preference: tuple[str, ...] = SIMPLEST_FIRST) -> str:
-    """The init with the best score (ties: the learngene individual, then instant, then scratch); given per-image
+    """The init with the best score (ties: the learngene individual, then instant, the probe, scratch); given per-image
     `outcomes` and `within_se` > 0, the simplest init whose score is within `within_se` paired standard errors of
     the best's (the one-standard-error rule of cross-validation; simplest = fewest values fitted to the support:
     instant, which fits only class means, then the learngene individual, then scratch).
@@ -318,7 +318,7 @@ def pick_init(scores: dict[str, float], outcomes: dict[str, list[float]] | None 
     F2), with no gain on glyphs; runs A1 and A2 (bench/auto_rule.py) measured it in favour of the simplest init
     instead and chose `within_se` = 1 (`AUTO_WITHIN_SE`). `preference` replaces the simplest-first order
     (bench/auto_rule.py replays other orders)."""
-    order = [i for i in ("learngene", "instant", "scratch") if i in scores]
+    order = [i for i in ("learngene", "instant", "probe", "scratch") if i in scores]
     best = max(order, key=lambda i: (scores[i], -order.index(i)))
     if outcomes is None or within_se <= 0:
         return best

@@ -212,6 +212,20 @@ def test_the_one_se_rule_takes_the_simplest_init_the_evidence_cannot_separate_fr
     assert pick_init(swapped_scores, swapped, 1.5, ("learngene", "instant", "scratch")) == "learngene"
 
 
+def test_pick_init_weighs_the_probe_when_it_is_scored():
+    # bench/auto_rule.py replays rules with the probe as a fourth candidate; `auto` itself does not score it.
+    assert pick_init({"learngene": 0.80, "instant": 0.78, "probe": 0.85}) == "probe"
+    assert pick_init({"learngene": 0.80, "probe": 0.80}) == "learngene"  # ties: the learngene individual
+    assert pick_init({"instant": 0.80, "probe": 0.80}) == "instant"
+    # Simplest first with the probe second: instant 1 of 8 behind the best (1 SE = 0.125) is kept within 1.5 SE,
+    # the probe within 1.5 SE of the learngene individual is preferred to it.
+    out = {"probe": [1] * 8, "instant": [1] * 7 + [0], "learngene": [1] * 8}
+    scores = {i: sum(v) / len(v) for i, v in out.items()}
+    order = ("instant", "probe", "learngene", "scratch")
+    assert pick_init(scores, out, 1.5, order) == "instant"
+    assert pick_init({"probe": 1.0, "learngene": 1.0}, {"probe": [1] * 8, "learngene": [1] * 8}, 1.0, order) == "probe"
+
+
 def _converted(ds, learngene):
     from learngene import to_input
     return to_input(ds.x, learngene.spec), torch.from_numpy(ds.y)
