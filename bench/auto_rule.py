@@ -28,7 +28,7 @@ recomputed) and at 20 ways, so the one-shot rules, and rules at several shots th
 preference, replay on it (run A3).
 Since run P1 every task also records the probe (`init="probe"`: a linear head on the frozen trunk) in its folds and
 on its query, and the rules "with probe: …" replay `auto` with it as a fourth candidate (simplest first: instant,
-the probe, the learngene individual, scratch); `auto` itself does not weigh it. Records from earlier runs replay
+the probe, the learngene individual, scratch); run P2 made that `auto`'s rule. Records from earlier runs replay
 without those rules.
 Prints a table and writes var/bench/auto-rule/auto-rule.json (every task's outcomes and accuracies).
 """
@@ -56,15 +56,15 @@ from learngene.selection import pseudo_pool, pseudo_tasks, task_accuracies
 from learngene.training import accuracy, logits_of
 
 INITS = ("learngene", "scratch", "instant", "probe")  # recorded per task (records before run P1 lack probe)
-BASE_INITS = ("learngene", "scratch", "instant")  # what `auto` weighs today (and the one-shot evidence holds)
+BASE_INITS = ("learngene", "scratch", "instant")  # what `auto` weighed before run P2 (and the one-shot evidence holds)
 WITH_PROBE = ("instant", "probe", "learngene", "scratch")  # simplest first, the probe's linear head second
 LEARNGENE_FIRST = ("learngene", "instant", "scratch")  # the small trained model unless another is clearly better
-# name → rule(task record) → init; the first of each is today's rule, the paired reference. A task record holds
+# name → rule(task record) → init; the first of each is the paired reference. A task record holds
 # "outcomes" (cross-validation, several shots) and/or "evidence" (its collective's one-shot evidence).
 RULES = {
     "best score (before A1)": lambda t: by_folds(t, 0.0),
     "simplest within 0.5 SE": lambda t: by_folds(t, 0.5),
-    "simplest within 1 SE (default since A2)": lambda t: by_folds(t, 1.0),
+    "simplest within 1 SE (A2's default)": lambda t: by_folds(t, 1.0),
     "simplest within 2 SE (A1's default)": lambda t: by_folds(t, 2.0),
     "learngene first within 1 SE": lambda t: by_folds(t, 1.0, LEARNGENE_FIRST),
     "learngene first within 2 SE": lambda t: by_folds(t, 2.0, LEARNGENE_FIRST),
@@ -73,7 +73,7 @@ RULES = {
     "always instant": lambda t: "instant",
     "always learngene": lambda t: "learngene",
     "with probe: best score": lambda t: by_folds(t, 0.0, WITH_PROBE, INITS),
-    "with probe: simplest within 1 SE": lambda t: by_folds(t, 1.0, WITH_PROBE, INITS),
+    "with probe: simplest within 1 SE (default since P2)": lambda t: by_folds(t, 1.0, WITH_PROBE, INITS),
     "with probe: simplest within 2 SE": lambda t: by_folds(t, 2.0, WITH_PROBE, INITS),
     "always probe": lambda t: "probe",
 }

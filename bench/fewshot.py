@@ -29,7 +29,7 @@ import torch
 
 from bench import git_commit
 from learngene import Collective, CollectiveOptions, InputSpec, Learngene, TrainOptions, ValidationOptions, to_input
-from learngene.baselines import linear_probe_accuracy, prototype_accuracy, raw_pixel_accuracy, train_joint
+from learngene.baselines import prototype_accuracy, raw_pixel_accuracy, train_joint
 from learngene.datasets import BASE_SCRIPTS, NOVEL_SCRIPTS, OPEN_WORLD_SCRIPTS, load_glyphs
 from learngene.device import select_device
 from learngene.individual import choose_init, make_net
@@ -42,6 +42,7 @@ K = 3  # the gradient criterion's block length, and the ablations'
 DEFAULT = "learngene (validated)"  # the learngene individual the service builds (selection "auto" = validated)
 AUTO = "auto (service default)"  # what POST /individuals returns with no init field
 NO_DISTILL = "learngene (no distillation)"  # the default learngene individual without its distillation term
+PROBE = "linear probe on collective"  # init=probe (the service's probe, round one's settings)
 RAW_PIXELS = "nearest class mean on raw pixels"  # no net: a measure of the episodes' difficulty
 
 
@@ -187,6 +188,7 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
                 NO_DISTILL: ("learngene", default, None, None),  # no trunk, no teacher: the recipe before it
                 "scratch": ("scratch", default, None, None),
                 "instant": ("instant", default, whole, None),
+                PROBE: ("probe", default, whole, None),  # init=probe: a linear head on the frozen trunk
                 "shallow layers (ablation)": ("learngene", whole, None, list(range(K))),
                 "deep layers (paper's choice)": ("learngene", whole, None, list(range(num_layers - K, num_layers))),
                 "random layers (ablation)": ("learngene", whole, None, random_layers),
@@ -208,13 +210,12 @@ def evaluate(glyphs, c: Collective, genes: dict[str, Learngene], joint_net, args
             t0 = time.perf_counter()  # auto: the choice, then the chosen net (trained above with the same seed)
             pick = choose_init(default, whole, sx, sy, ways, opts, device)["init"]
             choices.append(pick)
-            method_of = {"learngene": DEFAULT, "scratch": "scratch", "instant": "instant"}[pick]
+            method_of = {"learngene": DEFAULT, "scratch": "scratch", "instant": "instant", "probe": PROBE}[pick]
             results.setdefault(AUTO, []).append(results[method_of][-1])
             seconds[AUTO] = seconds.get(AUTO, 0.0) + time.perf_counter() - t0 + next(
                 v[1] for k, v in done.items() if k[0] == pick)
             params[AUTO] = max(params.get(AUTO, 0), params[method_of])
             for method, fn, net in [("prototypes on collective", prototype_accuracy, c.net),
-                                    ("linear probe on collective", linear_probe_accuracy, c.net),
                                     ("prototypes on joint reference", prototype_accuracy, joint_net)]:
                 t0 = time.perf_counter()
                 results.setdefault(method, []).append(fn(net, sx, sy, qx, qy))

@@ -16,9 +16,9 @@ Inits (`TrainOptions.init`):
   a second on CPU): what a user would fit on a pretrained backbone by hand.
 - `auto` (default): with two or more shots per class, cross-validation over the support (leave one shot per
   class out, up to 3 folds) and the simplest init within 1 paired standard error of the best score (instant,
-  then learngene, then scratch: `pick_init`); with one shot, the best of the scores the learngene's validation
-  recorded on pseudo tasks at one shot (ties: the learngene individual). Choice, scores and the paired
-  standard errors (margins) go to metrics.
+  then the probe, the learngene individual, scratch: `pick_init`); with one shot, the best of the scores the
+  learngene's validation recorded on pseudo tasks at one shot (ties: the learngene individual; the probe has
+  no such evidence and is not weighed). Choice, scores and the paired standard errors (margins) go to metrics.
 
     ind = train_individual(support, learngene, TrainOptions(seed=0), eval_set=query, trunk=whole)
     ind.metrics["eval_accuracy"], ind.metrics["auto"], ind.predict(images)[0]["label"]
@@ -47,13 +47,14 @@ if TYPE_CHECKING:
 
 INITS = ("auto", "learngene", "scratch", "instant", "probe")
 TRAINED = ("learngene", "scratch")
-SIMPLEST_FIRST = ("instant", "learngene", "scratch")  # by the values each fits to the support (pick_init)
+SIMPLEST_FIRST = ("instant", "probe", "learngene", "scratch")  # by the values each fits to the support (pick_init)
 # init="auto" at two or more shots: pick_init's `within_se` (0: the best cross-validated score). Chosen on base
 # data (bench/auto_rule.py, docs/benchmark.md): run A1 (within-script glyph and card pseudo tasks) took 2 SE,
 # +0.9 points against the best score, +3.0 on grey cards, where three folds of one held-out shot per class (15
 # images at 5-way) could not tell a learngene individual 7 points behind instant from one ahead; run A2 added
 # glyph scripts the collective never saw, where 2 SE served instant 2.1 points below the learngene individual,
-# and 1 SE had the best mean over all six cells and the smallest worst-cell loss against an oracle.
+# and 1 SE had the best mean over all six cells and the smallest worst-cell loss against an oracle. Run P2 added
+# the probe as a fourth candidate (a tie on the six cells: +0.02 points, no cell worse; its pre-registered rule).
 AUTO_WITHIN_SE = 1.0
 # The learngene individual learns the instant model's soft answers on its augmented support views beside the
 # labels (Hinton et al. 2015): chosen on base-class pseudo tasks (bench/recipe.py, docs/benchmark.md).
@@ -311,7 +312,7 @@ def pick_init(scores: dict[str, float], outcomes: dict[str, list[float]] | None 
     """The init with the best score (ties: the learngene individual, then instant, the probe, scratch); given per-image
     `outcomes` and `within_se` > 0, the simplest init whose score is within `within_se` paired standard errors of
     the best's (the one-standard-error rule of cross-validation; simplest = fewest values fitted to the support:
-    instant, which fits only class means, then the learngene individual, then scratch).
+    instant, which fits only class means, then the probe's linear head, the learngene individual, scratch).
 
     A one-SE rule in favour of the learngene individual was tried (run B4 and cards run F3) and kept it where
     instant was 15 points better on RGB cards (5-way 5-shot: 0.711 against 0.760 for the plain best score in run
@@ -338,6 +339,9 @@ def choose_init(learngene: "Learngene", trunk: "Learngene | None", x: torch.Tens
     inits = TRAINED + (("instant",) if trunk is not None else ())
     shots = int(torch.bincount(y, minlength=num_classes).min())
     if shots >= 2:
+        # The probe is weighed where run P2 chose it: with held-out shots (no one-shot evidence records it) and at
+        # the default size (under a budget its linear head is not what the budget check sized).
+        inits += ("probe",) if trunk is not None and o.max_parameters is None else ()
         correct = cross_validate(learngene, trunk, x, y, num_classes, o, inits, device, should_stop)
         scores = {i: float(np.mean(v)) for i, v in correct.items()}
         init = pick_init(scores, correct, AUTO_WITHIN_SE)

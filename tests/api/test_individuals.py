@@ -39,10 +39,10 @@ def test_individual_from_newest_learngene_reports_metrics_and_predicts(grown, ma
     assert job["kind"] == "individual" and set(job["result"]) >= {"individual_id"}
     ind = api.client.get(f"/individuals/{job['result']['individual_id']}").json()
     assert ind["learngene_id"] == api.client.get("/learngenes").json()["items"][0]["id"]  # the newest
-    # No init field: auto picked one of the three by cross-validation over the shots, and says why.
+    # No init field: auto picked one of the four by cross-validation over the shots, and says why.
     auto = ind["metrics"]["auto"]
     assert ind["options"]["init"] == "auto" and ind["init"] == auto["init"]
-    assert set(auto["scores"]) == {"learngene", "scratch", "instant"} and "cross-validation" in auto["by"]
+    assert set(auto["scores"]) == {"learngene", "scratch", "instant", "probe"} and "cross-validation" in auto["by"]
     assert ind["classes"] == ["p", "q", "r"] and ind["parameters"] > 0
     assert ind["shots"] == {"p": 5, "q": 5, "r": 5} and ind["options"]["seed"] == 3
     assert 0.0 <= ind["metrics"]["train_accuracy"] <= 1.0 and 0.0 <= ind["metrics"]["eval_accuracy"] <= 1.0

@@ -169,8 +169,8 @@ def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factor
     trunk = Learngene.whole(learngene_collective())
     ind = train_individual(support, learngene, TrainOptions(epochs=2), trunk=trunk)
     auto = ind.metrics["auto"]
-    assert set(auto["scores"]) == {"learngene", "scratch", "instant"} and "cross-validation" in auto["by"]
-    assert set(auto["margins"]) == {"scratch", "instant"} and all(m >= 0 for m in auto["margins"].values())
+    assert set(auto["scores"]) == {"learngene", "scratch", "instant", "probe"} and "cross-validation" in auto["by"]
+    assert set(auto["margins"]) == {"scratch", "instant", "probe"} and all(m >= 0 for m in auto["margins"].values())
     assert ind.init == auto["init"] and auto["within_se"] == AUTO_WITHIN_SE
     assert ind.options["init"] == "auto"
     # One shot per class: no folds, so the learngene's recorded evidence decides.
@@ -182,6 +182,11 @@ def test_auto_chooses_by_cross_validation_and_records_why(learngene, task_factor
     finally:
         learngene.strategies = {}
     assert pick["init"] == "scratch" and "validation" in pick["by"]
+    # Under a parameter budget the probe is not weighed (run P2 chose it at the default size only).
+    x, y = _converted(task_factory(["x", "y", "z"], per_class=2), learngene)
+    budget = choose_init(learngene, trunk, x, y, 3, TrainOptions(epochs=1, max_parameters=10**6).resolved(),
+                         torch.device("cpu"))
+    assert set(budget["scores"]) == {"learngene", "scratch", "instant"}
 
 
 def test_auto_takes_the_best_score_and_ties_go_to_the_learngene_individual():
@@ -213,7 +218,7 @@ def test_the_one_se_rule_takes_the_simplest_init_the_evidence_cannot_separate_fr
 
 
 def test_pick_init_weighs_the_probe_when_it_is_scored():
-    # bench/auto_rule.py replays rules with the probe as a fourth candidate; `auto` itself does not score it.
+    # Since run P2 `auto` scores the probe at several shots, second in the simplest-first order.
     assert pick_init({"learngene": 0.80, "instant": 0.78, "probe": 0.85}) == "probe"
     assert pick_init({"learngene": 0.80, "probe": 0.80}) == "learngene"  # ties: the learngene individual
     assert pick_init({"instant": 0.80, "probe": 0.80}) == "instant"

@@ -436,8 +436,8 @@ def individuals_create(
     eval_file: Annotated[Path | None, typer.Option("--eval", help="labelled query set: reports eval accuracy")] = None,
     learngene: Annotated[str | None, typer.Option(help="learngene id, or an alias such as champion",
                                                   show_default="the newest learngene")] = None,
-    init: Annotated[Init, typer.Option(metavar="INIT", help="auto, learngene, scratch, instant or probe; auto "
-                                       "picks among learngene, scratch and instant by cross-validation")] = Init.auto,
+    init: Annotated[Init, typer.Option(metavar="INIT", help="auto, learngene, scratch, instant or probe; auto picks "
+                                       "among the other four by cross-validation")] = Init.auto,
     epochs: Annotated[int | None, typer.Option(help="training epochs", show_default="the service's default")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed of training", show_default="0")] = None,
     max_parameters: Annotated[int | None, typer.Option(help="build the largest model within this many parameters",
