@@ -55,9 +55,8 @@ def base_data(glyphs, spec: InputSpec, seed: int) -> tuple[torch.Tensor, ...]:
     for c in range(len(classes)):
         members = np.flatnonzero(y == c)
         held[rng.choice(members, max(1, len(members) // 10), replace=False)] = True
-    x = to_input(glyphs.x[idx], spec)
-    y = torch.from_numpy(y)
-    return x[~torch.from_numpy(held)], y[~torch.from_numpy(held)], x[torch.from_numpy(held)], y[torch.from_numpy(held)]
+    x, y, held = to_input(glyphs.x[idx], spec), torch.from_numpy(y), torch.from_numpy(held)
+    return x[~held], y[~held], x[held], y[held]  # training x, y; validation x, y
 
 
 def pretrain(x, y, num_classes: int, minutes: float, seed: int, steps: int | None = None
