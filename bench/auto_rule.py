@@ -57,7 +57,6 @@ from learngene.training import accuracy, logits_of
 
 INITS = ("learngene", "scratch", "instant", "probe")  # recorded per task (records before run P1 lack probe)
 BASE_INITS = ("learngene", "scratch", "instant")  # what `auto` weighed before run P2 (and the one-shot evidence holds)
-WITH_PROBE = ("instant", "probe", "learngene", "scratch")  # simplest first, the probe's linear head second
 LEARNGENE_FIRST = ("learngene", "instant", "scratch")  # the small trained model unless another is clearly better
 # name → rule(task record) → init; the first of each is the paired reference. A task record holds
 # "outcomes" (cross-validation, several shots) and/or "evidence" (its collective's one-shot evidence).
@@ -72,9 +71,9 @@ RULES = {
     "within 1 SE, order from the evidence at 2 SE": lambda t: by_folds(t, 1.0, evidence_order(t, 2.0)),
     "always instant": lambda t: "instant",
     "always learngene": lambda t: "learngene",
-    "with probe: best score": lambda t: by_folds(t, 0.0, WITH_PROBE, INITS),
-    "with probe: simplest within 1 SE (default since P2)": lambda t: by_folds(t, 1.0, WITH_PROBE, INITS),
-    "with probe: simplest within 2 SE": lambda t: by_folds(t, 2.0, WITH_PROBE, INITS),
+    "with probe: best score": lambda t: by_folds(t, 0.0, SIMPLEST_FIRST, INITS),
+    "with probe: simplest within 1 SE (default since P2)": lambda t: by_folds(t, 1.0, SIMPLEST_FIRST, INITS),
+    "with probe: simplest within 2 SE": lambda t: by_folds(t, 2.0, SIMPLEST_FIRST, INITS),
     "always probe": lambda t: "probe",
 }
 ONE_SHOT_RULES = {
@@ -214,7 +213,7 @@ def replay(cells: dict[str, list[dict]]) -> list[dict]:
         for r, a in accs.items():
             m, ci = mean_ci(a)
             rows.append({"cell": cell, "rule": r, "accuracy_mean": m, "accuracy_ci95": ci, "accuracies": a,
-                         "picks": {i: picked[r].count(i) for i in WITH_PROBE} if r in picked else None,
+                         "picks": {i: picked[r].count(i) for i in SIMPLEST_FIRST} if r in picked else None,
                          "paired_vs_reference": paired(a, accs[reference]) if r != reference else None})
     return rows
 
@@ -230,7 +229,7 @@ def table(results: dict) -> str:
             if r is None:  # a rule of the other number of shots
                 text.append("–")
                 continue
-            picks = "" if not r["picks"] else " (" + "/".join(str(r["picks"].get(i, 0)) for i in WITH_PROBE) + ")"
+            picks = "" if not r["picks"] else " (" + "/".join(str(r["picks"].get(i, 0)) for i in SIMPLEST_FIRST) + ")"
             diff = "" if r["paired_vs_reference"] is None else f" {paired_text(r['paired_vs_reference'])}"
             text.append(f"{r['accuracy_mean']:.3f}{diff}{picks}")
         mean = np.mean([r["accuracy_mean"] for r in mine if r is not None])
